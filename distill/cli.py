@@ -1,0 +1,147 @@
+"""``distill <stage> [hydra overrides]``: pops the stage word and hands the rest to that stage's Hydra app.
+
+Before Hydra starts, every job's config is composed once and validated, so a typo or an out-of-range
+value is one line on stderr with exit code 2, before any folder is created or any run of a sweep
+is spent. ``-m``, ``--cfg job``, ``--help`` and tab completion are Hydra's own.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+import sys
+
+from distill import __version__
+from distill.errors import UserError, closest
+
+STAGES = {
+    "train": "distil a teacher into a student (trains the teacher first if there is none)",
+    "teacher": "train a teacher on the labels",
+    "eval": "accuracy, teacher agreement, calibration and speed of a run: distill eval run=RUN_DIR",
+    "export": "ONNX export checked in onnxruntime: distill export run=RUN_DIR",
+    "report": "compare the runs of a sweep: distill report SWEEP_DIR",
+}
+_POSITIONAL = {"eval": "run", "export": "run", "report": "dir"}
+# Flags after which Hydra's own handling should run untouched (help, config printing, completion).
+_NO_PRECHECK = ("--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--shell-completion", "-sc",
+                "--config-dir", "-cd", "--config-name", "-cn", "--config-path", "-cp", "--resolve",
+                "--experimental-rerun")
+
+
+def _usage() -> str:
+    lines = [f"distill {__version__}: knowledge distillation from the command line", "",
+             "usage: distill <stage> [key=value ...] [-m] [--help] [--cfg job]", "", "stages:"]
+    lines += [f"  {name:<8} {text}" for name, text in STAGES.items()]
+    lines += ["", "`distill <stage> --help` lists every config group and option of a stage."]
+    return "\n".join(lines)
+
+
+def _fail(stage: str, message: str) -> None:
+    print(f"distill {stage}: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def _flat_keys(cfg, prefix: str = "") -> list[str]:
+    from omegaconf import DictConfig
+
+    keys = []
+    for k in cfg.keys():
+        full = f"{prefix}{k}"
+        keys.append(full)
+        value = cfg._get_node(k)
+        if isinstance(value, DictConfig):
+            keys.extend(_flat_keys(value, full + "."))
+    return keys
+
+
+def _explain(stage: str, error: Exception, overrides: list[str]) -> str:
+    """One line for a Hydra composition error."""
+    text = str(error)
+    missing = re.search(r"Could not find '([^/']+)/([^']+)'", text)
+    if missing:
+        from hydra import compose, initialize_config_dir  # noqa: F401  (options come from the loader below)
+        from hydra.core.global_hydra import GlobalHydra
+
+        group, name = missing.groups()
+        options = GlobalHydra.instance().config_loader().get_group_options(group)
+        sample = ", ".join(o for o in options if not o[0].isdigit())
+        if len(options) > 20:
+            sample = ", ".join(sorted(o for o in options if "_" not in o or o.startswith(("resnet", "mobilenet")))[:20])
+            sample += f", ... ({len(options)} in all)"
+        return f"unknown {group} {name!r}{closest(name, options)}; choose one of: {sample}"
+    bad_key = re.search(r"Could not override '([^']+)'", text) or re.search(r"Key '([^']+)' is not in struct", text)
+    if bad_key:
+        key = bad_key.group(1)
+        from hydra import compose
+
+        base = compose(config_name=stage, overrides=[])
+        return (f"unknown config key {key!r}{closest(key, _flat_keys(base))}; "
+                f"`distill {stage} --cfg job` shows every key")
+    first = next((ln.strip() for ln in text.splitlines() if ln.strip()), type(error).__name__)
+    return first
+
+
+def _jobs(overrides: list[str], multirun: bool) -> list[list[str]]:
+    """The override list of every job a (multi)run will start."""
+    if not multirun:
+        return [overrides]
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
+
+
+def precheck(stage: str, args: list[str]) -> None:
+    """Composes and validates every job's config; exits 2 with one line on the first problem."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from distill import config_dir
+    from distill.stages.common import missing_keys
+
+    module = importlib.import_module(f"distill.stages.{stage}")
+    multirun = any(a in ("-m", "--multirun") for a in args)
+    overrides = [a for a in args if not a.startswith("-")]
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3", job_name=stage):
+        try:
+            jobs = _jobs(overrides, multirun)
+        except (HydraException, OmegaConfBaseException) as e:
+            _fail(stage, _explain(stage, e, overrides))
+        for job in jobs:
+            try:
+                cfg = compose(config_name=stage, overrides=job)
+            except (HydraException, OmegaConfBaseException) as e:
+                _fail(stage, _explain(stage, e, job))
+            need = missing_keys(cfg)
+            if need:
+                _fail(stage, f"{', '.join(need)} must be given, e.g. {need[0]}=...")
+            try:
+                module.validate(cfg)
+            except UserError as e:
+                _fail(stage, f"{e}" + (f" (in job {' '.join(job)})" if multirun else ""))
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(_usage())
+        return
+    if argv[0] == "--version":
+        print(__version__)
+        return
+    stage, args = argv[0], argv[1:]
+    if stage not in STAGES:
+        _fail(stage, f"unknown stage {stage!r}{closest(stage, STAGES)}; stages: {', '.join(STAGES)}")
+    if stage in _POSITIONAL and args and not args[0].startswith("-") and "=" not in args[0]:
+        args[0] = f"{_POSITIONAL[stage]}={args[0]}"
+    if not any(a.split("=")[0] in _NO_PRECHECK for a in args):
+        precheck(stage, args)
+    module = importlib.import_module(f"distill.stages.{stage}")
+    sys.argv = [f"distill {stage}", *args]
+    module.main()
+
+
+if __name__ == "__main__":
+    main()

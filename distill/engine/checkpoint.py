@@ -1,0 +1,163 @@
+"""Weights in safetensors with the model's description embedded; training state for torch.load.
+
+A weights file carries everything needed to rebuild its model (architecture, classes, input
+size, normalisation) and the config it was trained with, so ``eval`` and ``export`` need only the
+file or its run folder. Nothing here unpickles: weights go through safetensors and training state
+through ``torch.load(..., weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+from torch import nn
+
+from distill.errors import UserError
+
+FORMAT = "distill-weights"
+FORMAT_VERSION = "1"
+
+
+def atomic_write(path: str | Path, data: bytes | str) -> Path:
+    """Writes a whole file or nothing: temporary file, flush, fsync, rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    raw = data.encode() if isinstance(data, str) else data
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(raw)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+@dataclass
+class ModelSpec:
+    """What it takes to rebuild a model: architecture and the data it was built for."""
+
+    name: str
+    num_classes: int
+    in_channels: int
+    image_size: list[int]
+    mean: list[float]
+    std: list[float]
+    classes: list[str]
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+def save_weights(path: str | Path, model: nn.Module, spec: ModelSpec, config: dict | None = None) -> Path:
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    meta = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "model": json.dumps(asdict(spec)),
+        "config": json.dumps(config or {}),
+    }
+    return atomic_write(path, st_save(tensors, metadata=meta))
+
+
+def _describe_bad_file(path: Path) -> str:
+    head = path.read_bytes()[:4]
+    if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":
+        return (f"{path} is a pickle (torch.save) file, which distill never loads (it can run code); "
+                "save the state dict with safetensors.torch.save_file and pass that")
+    return f"{path} is not a safetensors weights file (corrupt or truncated?)"
+
+
+def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and metadata of a safetensors file; a clear UserError for anything else."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"weights file {path} does not exist")
+    data = path.read_bytes()
+    try:
+        tensors = st_load(data)
+        header_len = int.from_bytes(data[:8], "little")
+        meta = json.loads(data[8 : 8 + header_len]).get("__metadata__", {}) or {}
+    except (SafetensorError, ValueError, json.JSONDecodeError, OSError):
+        raise UserError(_describe_bad_file(path)) from None
+    return tensors, meta
+
+
+def spec_of(meta: dict[str, str], path: Path) -> ModelSpec | None:
+    """The ModelSpec embedded in a distill weights file (None for a plain safetensors state dict)."""
+    if meta.get("format") != FORMAT:
+        return None
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise UserError(f"{path} has weights format version {meta.get('format_version')}, "
+                        f"this distill reads version {FORMAT_VERSION}")
+    try:
+        return ModelSpec(**json.loads(meta["model"]))
+    except (KeyError, TypeError, json.JSONDecodeError):
+        raise UserError(f"{path} has a damaged model description; re-export it from its run") from None
+
+
+def load_state_into(model: nn.Module, tensors: dict[str, torch.Tensor], path: Path) -> None:
+    """Loads a full Classifier state dict, or a bare network's one into ``model.net``."""
+    target = model if {"mean", "std"} <= set(tensors) else model.net
+    try:
+        target.load_state_dict(tensors, strict=True)
+    except RuntimeError as e:
+        first = " ".join(str(e).strip().splitlines()[:2])
+        raise UserError(f"weights in {path} do not fit the model: {first[:300]}") from None
+
+
+def save_state(path: str | Path, state: dict[str, Any]) -> Path:
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    return atomic_write(path, buf.getvalue())
+
+
+def load_state(path: str | Path) -> dict[str, Any]:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # weights_only refuses anything but tensors and plain containers
+        raise UserError(f"{path} is not a distill training state ({type(e).__name__})") from None
+
+
+def weights_path(run: str | Path) -> Path:
+    """``run`` as a weights file: a run folder means its ``checkpoints/best.safetensors``."""
+    path = Path(run)
+    if path.is_dir():
+        best = path / "checkpoints" / "best.safetensors"
+        if not best.is_file():
+            raise UserError(f"{path} holds no checkpoints/best.safetensors: not a finished distill run folder")
+        return best
+    if not path.is_file():
+        raise UserError(f"{path} does not exist; give a run folder (outputs/train/...) or a .safetensors file")
+    return path
+
+
+def load_model(run: str | Path) -> tuple[nn.Module, ModelSpec, dict, Path]:
+    """Rebuilds the model saved in a distill weights file (or run folder) in eval mode.
+
+    Returns:
+        The model, its spec, the config it was trained with, and the weights file's path.
+    """
+    from distill.models.registry import build_model
+
+    path = weights_path(run)
+    tensors, meta = read_weights(path)
+    spec = spec_of(meta, path)
+    if spec is None:
+        raise UserError(f"{path} is a safetensors file without distill's model description; "
+                        "pass a file written by distill teacher/train")
+    model = build_model(spec.name, spec.num_classes, spec.in_channels, tuple(spec.image_size), tuple(spec.mean),
+                        tuple(spec.std), kwargs=spec.kwargs)
+    load_state_into(model, tensors, path)
+    return model.eval(), spec, json.loads(meta.get("config", "{}") or "{}"), path

@@ -1,0 +1,118 @@
+"""The training run shared by the ``teacher`` and ``train`` stages: epochs, validation, checkpoints."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from distill.data.base import Splits
+from distill.engine.batches import BatchLoader
+from distill.engine.checkpoint import ModelSpec, save_state, save_weights
+from distill.engine.loop import predict, recalibrate_bn, train_one_epoch
+from distill.engine.metrics import topk_accuracy
+from distill.engine.progress import EpochProgress
+
+log = logging.getLogger("distill")
+
+
+@dataclass
+class TrainerSettings:
+    """How to train; mirrors the ``trainer`` config group (see ``conf/trainer/default.yaml``)."""
+
+    epochs: int = 20
+    batch_size: int = 64
+    device: str = "auto"
+    precision: str = "32"
+    num_workers: int = 0
+    channels_last: bool = True
+    bn_recalibrate: bool = True
+    bn_recalibrate_batches: int = 50
+    eval_batch_size: int = 512
+    threads: int | None = None
+    progress: str = "auto"
+
+    def torch_device(self) -> torch.device:
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(self.device)
+
+
+@dataclass
+class FitResult:
+    best_epoch: int
+    best_val_acc: float
+    last_test_acc: float
+    train_images_per_s: float
+    train_seconds: float
+    bn_recalibrated_images: int
+
+
+def fit(
+    model: nn.Module,
+    loss_fn: Callable,
+    data: Splits,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    settings: TrainerSettings,
+    run_dir: Path,
+    spec: ModelSpec,
+    config: dict,
+    seed: int,
+    teacher: nn.Module | None = None,
+) -> FitResult:
+    """Trains ``model``, keeping ``checkpoints/best.safetensors`` (by validation accuracy) and ``last``.
+
+    Each epoch appends a line to ``metrics.jsonl``. When done, ``model`` holds the *last* weights
+    (the caller loads ``best`` for the test figure); ``last_test_acc`` is measured here.
+    """
+    device = settings.torch_device()
+    cl = settings.channels_last
+    loader = BatchLoader(data.train_x, data.train_y, settings.batch_size, augment=data.augment, seed=seed,
+                         device=device, num_workers=settings.num_workers, channels_last=cl)
+    calib = BatchLoader(data.train_x, data.train_y, settings.batch_size, shuffle=True, seed=seed + 1,
+                        device=device, channels_last=cl)
+    ckpt = run_dir / "checkpoints"
+    best_acc, best_epoch, images, seconds, calibrated = -1.0, -1, 0, 0.0, 0
+    with EpochProgress(settings.epochs, len(loader), settings.progress) as bar:
+        for epoch in range(settings.epochs):
+            loader.set_epoch(epoch)
+            t0 = time.perf_counter()
+
+            def on_step(step: int, loss: float, acc: float, n: int, epoch: int = epoch, t0: float = t0) -> None:
+                bar.step(epoch, loss, acc, (step * settings.batch_size + n) / (time.perf_counter() - t0))
+
+            stats = train_one_epoch(model, loss_fn, loader, optimizer, teacher=teacher, precision=settings.precision,
+                                    on_step=on_step, epoch=epoch)
+            scheduler.step()
+            images, seconds = images + stats.images, seconds + stats.seconds
+            if settings.bn_recalibrate:
+                calib.set_epoch(epoch)
+                calibrated = recalibrate_bn(model, calib, settings.bn_recalibrate_batches)
+            val_logits = predict(model, data.val_x, settings.eval_batch_size, device, channels_last=cl)
+            val_acc = topk_accuracy(val_logits, data.val_y)
+            row = {"epoch": epoch + 1, "train_loss": round(stats.loss, 6), "train_acc": round(stats.acc, 6),
+                   **{f"train_{k}": round(v, 6) for k, v in stats.parts.items()},
+                   "val_acc": round(val_acc, 6), "lr": optimizer.param_groups[0]["lr"],
+                   "images_per_s": round(stats.images_per_s, 1), "epoch_s": round(stats.seconds, 3)}
+            with open(run_dir / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(row) + "\n")
+            save_weights(ckpt / "last.safetensors", model, spec, config)
+            if val_acc > best_acc:
+                best_acc, best_epoch = val_acc, epoch + 1
+                save_weights(ckpt / "best.safetensors", model, spec, config)
+            save_state(ckpt / "state.pt", {
+                "epoch": epoch + 1, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "best_val_acc": best_acc, "best_epoch": best_epoch, "seed": seed,
+            })
+            log.info("epoch %d/%d  loss %.4f  train acc %.4f  val acc %.4f  %.0f img/s", epoch + 1,
+                     settings.epochs, stats.loss, stats.acc, val_acc, stats.images_per_s)
+    last_test = topk_accuracy(predict(model, data.test_x, settings.eval_batch_size, device, channels_last=cl),
+                              data.test_y)
+    return FitResult(best_epoch, best_acc, last_test, images / max(seconds, 1e-9), seconds, calibrated)

@@ -1,0 +1,147 @@
+"""One training epoch, prediction and BatchNorm recalibration: the loop every stage shares."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from distill.engine.batches import BatchLoader
+from distill.errors import UserError
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """Autocast for ``precision`` in ``{"32", "bf16-mixed", "16-mixed"}``."""
+    if precision == "32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16-mixed" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+@dataclass
+class EpochStats:
+    loss: float
+    acc: float
+    images: int
+    seconds: float
+    parts: dict[str, float]
+
+    @property
+    def images_per_s(self) -> float:
+        return self.images / max(self.seconds, 1e-9)
+
+
+def train_one_epoch(
+    student: nn.Module,
+    loss_fn: Callable,
+    loader: BatchLoader,
+    optimizer: torch.optim.Optimizer,
+    *,
+    teacher: nn.Module | None = None,
+    precision: str = "32",
+    scaler: torch.amp.GradScaler | None = None,
+    on_step: Callable[[int, float, float, int], None] | None = None,
+    epoch: int = 0,
+) -> EpochStats:
+    """Trains ``student`` for one pass over ``loader``.
+
+    ``loss_fn(student_logits, teacher_logits_or_None, labels)`` returns ``(loss, parts)``. The
+    teacher, when given, runs without autograd on the same augmented batch as the student.
+    A NaN or infinite loss stops the run with a :class:`UserError` naming the epoch and step.
+    """
+    student.train()
+    device = loader.device
+    total_loss, correct, seen = 0.0, 0, 0
+    parts_sum: dict[str, float] = {}
+    start = time.perf_counter()
+    for step, (x, y) in enumerate(loader):
+        t_logits = None
+        if teacher is not None:
+            with torch.no_grad(), autocast(device, precision):
+                t_logits = teacher(x)
+        with autocast(device, precision):
+            s_logits = student(x)
+        loss, parts = loss_fn(s_logits, t_logits, y)
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+        loss_v = loss.item()
+        if not math.isfinite(loss_v):
+            raise UserError(
+                f"loss became {loss_v} at epoch {epoch + 1}, step {step + 1}; lower optim.lr "
+                f"(now {optimizer.param_groups[0]['lr']:g}) or distill.temperature"
+            )
+        n = len(y)
+        total_loss += loss_v * n
+        correct += (s_logits.argmax(1) == y).sum().item()
+        seen += n
+        for k, v in parts.items():
+            parts_sum[k] = parts_sum.get(k, 0.0) + v.item() * n
+        if on_step is not None:
+            on_step(step, total_loss / seen, correct / seen, n)
+    seconds = time.perf_counter() - start
+    return EpochStats(total_loss / seen, correct / seen, seen, seconds, {k: v / seen for k, v in parts_sum.items()})
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 512, device: str | torch.device = "cpu",
+            precision: str = "32", channels_last: bool = False) -> torch.Tensor:
+    """Logits (float32, on the CPU) of ``model`` in eval mode for uint8 images ``x``."""
+    loader = BatchLoader(x, torch.zeros(len(x), dtype=torch.long), batch_size, shuffle=False,
+                         device=device, channels_last=channels_last)
+    was_training = model.training
+    model.eval()
+    outs = []
+    for xb, _ in loader:
+        with autocast(torch.device(device), precision):
+            outs.append(model(xb).float().cpu())
+    model.train(was_training)
+    return torch.cat(outs)
+
+
+def has_batchnorm(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
+@torch.no_grad()
+def recalibrate_bn(model: nn.Module, loader: BatchLoader, max_batches: int) -> int:
+    """Recomputes BatchNorm running statistics as exact averages over training batches.
+
+    Short runs leave running statistics close to their initial values when a model keeps a small
+    BatchNorm momentum (torchvision's MobileNetV3 uses 0.01): eval-mode accuracy is then far below
+    the truth. Re-estimating them on training images before each evaluation reports what the
+    weights really do. Only BatchNorm layers are put in train mode; nothing else changes.
+
+    Returns:
+        The number of images used (0 if the model has no BatchNorm).
+    """
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not bns:
+        return 0
+    was_training = model.training
+    model.eval()
+    momenta = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average: an exact mean over the batches seen
+        m.train()
+    seen = 0
+    for i, (x, _) in enumerate(loader):
+        if i >= max_batches:
+            break
+        model(x)
+        seen += len(x)
+    for m, mom in zip(bns, momenta):
+        m.momentum = mom
+    model.train(was_training)
+    return seen

@@ -1,0 +1,20 @@
+"""User-facing errors: one line, exit code 2, no traceback."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class UserError(Exception):
+    """A problem with the user's input (config, paths, files), reported as one line.
+
+    Several problems found in one validation pass are joined with ``; `` so the user fixes
+    them all at once.
+    """
+
+
+def closest(value: str, choices: Iterable[str]) -> str:
+    """A ``did you mean ...?`` hint for ``value`` among ``choices`` ('' when nothing is close)."""
+    matches = difflib.get_close_matches(str(value), list(choices), n=3, cutoff=0.6)
+    return f" (did you mean {', '.join(repr(m) for m in matches)}?)" if matches else ""

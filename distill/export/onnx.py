@@ -1,0 +1,55 @@
+"""ONNX export of a trained classifier, checked against PyTorch in onnxruntime."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+
+def export_onnx(model: nn.Module, example: torch.Tensor, path: Path, opset: int = 18) -> Path:
+    """Writes ``model`` as ONNX with a dynamic batch axis; input ``images``, output ``logits``.
+
+    The file appears whole or not at all (written beside the target, then renamed).
+    """
+    model = model.eval().cpu().float()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".onnx")
+    os.close(fd)
+    try:
+        batch = torch.export.Dim("batch", min=1)
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(model, (example,), input_names=["images"], output_names=["logits"],
+                                        dynamic_shapes=({0: batch},), opset_version=opset, dynamo=True,
+                                        verbose=False)
+            program.save(tmp)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return path
+
+
+def check_onnx(model: nn.Module, path: Path, images: torch.Tensor) -> float:
+    """Largest absolute difference between PyTorch and onnxruntime logits on ``images`` (float, [0, 1]).
+
+    Runs the whole batch and a single image, so the dynamic batch axis is exercised too.
+    """
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    model = model.eval().cpu().float()
+    worst = 0.0
+    for batch in (images, images[:1]):
+        with torch.no_grad():
+            expected = model(batch).numpy()
+        got = session.run(["logits"], {"images": batch.numpy().astype(np.float32)})[0]
+        worst = max(worst, float(np.abs(got - expected).max()))
+    return worst

@@ -1,0 +1,62 @@
+"""Hinton's knowledge-distillation loss and its two common variants."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+LOSS_KINDS = ("kl", "mse", "soft_ce")
+
+
+class KDLoss(nn.Module):
+    """Soft targets from a teacher mixed with the hard labels.
+
+    With student logits ``s``, teacher logits ``t``, labels ``y``, temperature ``T`` and ``alpha``::
+
+        kl:      alpha * T^2 * KL(softmax(t/T) || softmax(s/T)) + (1 - alpha) * CE(s, y)
+        soft_ce: alpha * T^2 * CE(softmax(t/T), log_softmax(s/T)) + (1 - alpha) * CE(s, y)
+        mse:     alpha * MSE(s, t) + (1 - alpha) * CE(s, y)
+
+    KL and the CE are averaged over the batch (``batchmean``); MSE over all logits. The ``T^2``
+    factor keeps the soft-target gradients on the same scale as the hard ones when T changes
+    (Hinton, Vinyals and Dean 2015, "Distilling the Knowledge in a Neural Network", section 2).
+    ``soft_ce`` differs from ``kl`` only by the teacher's entropy, a constant: same gradients.
+    ``alpha = 0`` is the student trained alone; the teacher is then not needed (``t`` may be None).
+
+    Returns:
+        The total loss and its parts (``soft``, ``hard``) as detached tensors.
+    """
+
+    def __init__(self, temperature: float = 4.0, alpha: float = 0.5, kind: str = "kl") -> None:
+        super().__init__()
+        if kind not in LOSS_KINDS:
+            raise ValueError(f"loss kind must be one of {LOSS_KINDS}, got {kind!r}")
+        self.temperature = float(temperature)
+        self.alpha = float(alpha)
+        self.kind = kind
+
+    def soft(self, s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The soft-target term, before weighting by alpha."""
+        s, t = s.float(), t.float()
+        if self.kind == "mse":
+            return F.mse_loss(s, t)
+        T = self.temperature
+        log_ps = F.log_softmax(s / T, dim=1)
+        if self.kind == "kl":
+            loss = F.kl_div(log_ps, F.log_softmax(t / T, dim=1), reduction="batchmean", log_target=True)
+        else:
+            loss = -(F.softmax(t / T, dim=1) * log_ps).sum(dim=1).mean()
+        return loss * T * T
+
+    def forward(
+        self, s: torch.Tensor, t: torch.Tensor | None, y: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        hard = F.cross_entropy(s.float(), y)
+        if self.alpha == 0:
+            return hard, {"hard": hard.detach()}
+        if t is None:
+            raise ValueError("alpha > 0 needs teacher logits")
+        soft = self.soft(s, t)
+        total = self.alpha * soft + (1 - self.alpha) * hard
+        return total, {"soft": soft.detach(), "hard": hard.detach()}

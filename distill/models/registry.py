@@ -1,0 +1,175 @@
+"""Build any model of the registry for a dataset: torchvision classifiers by name plus our own zoo.
+
+A model is always wrapped in :class:`Classifier`, which takes float images in [0, 1] (NCHW),
+normalises them with the training set's statistics, repeats a grey channel for RGB networks and
+upsamples images smaller than the network's minimum input size. So a user never has to think
+about channels, sizes or normalisation, and the exported ONNX graph carries all of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import nn
+
+from distill.errors import UserError, closest
+from distill.models import cifar, small
+
+# Our own architectures: name -> (constructor, input size it is built for, or None for native).
+# The constructors take num_classes and in_channels (mlp also image_size).
+ZOO: dict[str, tuple[Callable[..., nn.Module], int | None]] = {
+    "resnet8x4": (cifar.resnet8x4, 32),
+    "resnet32x4": (cifar.resnet32x4, 32),
+    "wrn_16_2": (cifar.wrn_16_2, 32),
+    "wrn_40_2": (cifar.wrn_40_2, 32),
+    "vgg8": (cifar.vgg8, 32),
+    "vgg13": (cifar.vgg13, 32),
+    "mlp": (small.mlp, None),
+    "lenet5": (small.lenet5, 32),
+}
+
+# torchvision networks work from 32 px up unless their weights' metadata asks for more
+# (alexnet 63, inception_v3 75); vision transformers want exactly the size they were built for.
+_MIN_SIDE = 32
+_EXACT_SIZE_PREFIXES = ("vit_", "swin_", "maxvit_")
+
+
+def torchvision_models() -> list[str]:
+    """Every torchvision classification model name."""
+    return sorted(torchvision.models.list_models(module=torchvision.models))
+
+
+def available_models() -> list[str]:
+    return sorted(set(ZOO) | set(torchvision_models()))
+
+
+class Classifier(nn.Module):
+    """Normalisation and input adaptation in front of a classification network.
+
+    Args:
+        net: the network proper; takes ``net_channels`` x ``net_size`` inputs.
+        mean, std: per-channel statistics of the dataset's [0, 1] images.
+        net_channels: channels the network expects; a 1-channel input is repeated to match.
+        net_size: (H, W) to resize inputs to, or None to feed them as they are.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        mean: tuple[float, ...],
+        std: tuple[float, ...],
+        net_channels: int,
+        net_size: tuple[int, int] | None,
+    ) -> None:
+        super().__init__()
+        self.net = net
+        self.net_channels = net_channels
+        self.net_size = net_size
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = (x - self.mean) / self.std
+        if x.shape[1] != self.net_channels:
+            x = x.expand(-1, self.net_channels, -1, -1)
+        if self.net_size is not None and tuple(x.shape[-2:]) != self.net_size:
+            x = F.interpolate(x, size=self.net_size, mode="bilinear", align_corners=False)
+        return self.net(x)
+
+
+def _replace_head(net: nn.Module, num_classes: int) -> None:
+    """Swaps the last Linear layer of a pretrained network for a fresh one with num_classes outputs."""
+    linears = [(n, m) for n, m in net.named_modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise UserError("cannot find a Linear classification head to resize for this dataset")
+    name, old = linears[-1]
+    if old.out_features == num_classes:
+        return
+    parent = net.get_submodule(name.rpartition(".")[0]) if "." in name else net
+    setattr(parent, name.rpartition(".")[2], nn.Linear(old.in_features, num_classes))
+
+
+def _torchvision_net(name: str, num_classes: int, weights: str | None, side: int, kwargs: dict) -> tuple:
+    """Returns (net, input size) for a torchvision model."""
+    try:
+        enum = torchvision.models.get_model_weights(name)
+    except (ValueError, KeyError):
+        enum = None
+    min_side = _MIN_SIDE
+    if enum is not None:
+        meta_min = list(enum)[0].meta.get("min_size", (1, 1))
+        min_side = max(min_side, *meta_min)
+    exact = name.startswith(_EXACT_SIZE_PREFIXES)
+    if weights is not None:
+        if enum is None or weights not in enum.__members__ and weights != "DEFAULT":
+            choices = list(enum.__members__) if enum is not None else []
+            raise UserError(
+                f"model {name!r} has no weights {weights!r}{closest(weights, choices)}; "
+                f"choose one of {choices or 'none'}"
+            )
+        try:
+            net = torchvision.models.get_model(name, weights=weights, **kwargs)
+        except (OSError, RuntimeError) as e:  # URLError is an OSError
+            raise UserError(
+                f"could not load {name} weights {weights} ({type(e).__name__}: {e}); without network, "
+                f"place the file in {torch.hub.get_dir()}/checkpoints or use teacher.checkpoint=PATH"
+            ) from e
+        _replace_head(net, num_classes)
+        size = (min_side, min_side) if (exact or side < min_side) else None
+        return net, size
+    if exact:
+        # Without weights a ViT can be built for any size: build it for the size it will see.
+        kwargs = {"image_size": max(side, _MIN_SIDE), **kwargs}
+        net = torchvision.models.get_model(name, weights=None, num_classes=num_classes, **kwargs)
+        return net, (kwargs["image_size"],) * 2
+    net = torchvision.models.get_model(name, weights=None, num_classes=num_classes, **kwargs)
+    return net, ((min_side, min_side) if side < min_side else None)
+
+
+def build_model(
+    name: str,
+    num_classes: int,
+    in_channels: int,
+    image_size: tuple[int, int],
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    weights: str | None = None,
+    kwargs: dict[str, Any] | None = None,
+) -> Classifier:
+    """Builds ``name`` for a dataset of ``num_classes`` classes and ``in_channels`` x ``image_size`` images.
+
+    Args:
+        name: a torchvision classification model name or one of :data:`ZOO`.
+        weights: torchvision pretrained weights by enum name (e.g. ``IMAGENET1K_V2``); the head is
+            replaced to fit ``num_classes``.
+        kwargs: extra constructor arguments (e.g. ``hidden`` for ``mlp``).
+    """
+    kwargs = dict(kwargs or {})
+    side = min(image_size)
+    if name in ZOO:
+        if weights is not None:
+            raise UserError(f"model {name!r} has no pretrained weights; drop weights= or use checkpoint=")
+        fn, size = ZOO[name]
+        if size is None:
+            net = fn(num_classes=num_classes, in_channels=in_channels, image_size=tuple(image_size), **kwargs)
+            return Classifier(net, mean, std, in_channels, None)
+        net = fn(num_classes=num_classes, in_channels=in_channels, **kwargs)
+        return Classifier(net, mean, std, in_channels, (size, size) if tuple(image_size) != (size, size) else None)
+    if name not in torchvision_models():
+        raise UserError(
+            f"unknown model {name!r}{closest(name, available_models())}; use a torchvision classification "
+            f"model name (e.g. resnet18, mobilenet_v2) or one of: {', '.join(ZOO)}"
+        )
+    try:
+        net, size = _torchvision_net(name, num_classes, weights, side, kwargs)
+    except TypeError as e:
+        raise UserError(f"bad model arguments for {name}: {e}") from e
+    return Classifier(net, mean, std, 3, size)
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

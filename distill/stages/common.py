@@ -1,0 +1,209 @@
+"""What every stage does first: validate the config once, then set up seeds, threads and data.
+
+Parts below ``distill/`` take typed arguments; this is the one place that reads the Hydra config.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from distill.data.augment import AUGMENTS
+from distill.data.base import Splits
+from distill.engine.checkpoint import ModelSpec
+from distill.engine.fit import TrainerSettings
+from distill.errors import UserError, closest
+from distill.losses.kd import LOSS_KINDS
+from distill.models.registry import Classifier, available_models, build_model
+
+log = logging.getLogger("distill")
+
+PRECISIONS = ("32", "bf16-mixed", "16-mixed")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def _num(cfg: DictConfig, key: str, errors: list[str], lo: float | None = None, hi: float | None = None,
+         integer: bool = False, lo_open: bool = False) -> None:
+    """Checks that ``key`` is a number in range, appending a readable problem to ``errors``."""
+    value = OmegaConf.select(cfg, key)
+    kind = "a whole number" if integer else "a number"
+    ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
+    if isinstance(value, bool) or not ok_type:
+        errors.append(f"{key} must be {kind}, got {value!r}")
+        return
+    if lo is not None and (value <= lo if lo_open else value < lo):
+        errors.append(f"{key} must be {'>' if lo_open else '>='} {lo}, got {value}")
+    if hi is not None and value > hi:
+        errors.append(f"{key} must be <= {hi}, got {value}")
+
+
+def _choice(cfg: DictConfig, key: str, choices: tuple[str, ...] | list[str], errors: list[str]) -> None:
+    value = OmegaConf.select(cfg, key)
+    if str(value) not in choices:
+        errors.append(f"{key}={value!r} is not one of {', '.join(choices)}{closest(str(value), choices)}")
+
+
+def missing_keys(cfg: DictConfig, prefix: str = "") -> list[str]:
+    """Required values (``???``) left unset, as dotted keys."""
+    found = []
+    for key in cfg.keys() if isinstance(cfg, DictConfig) else []:
+        full = f"{prefix}{key}"
+        if OmegaConf.is_missing(cfg, key):
+            found.append(full)
+        elif isinstance(cfg._get_node(key), DictConfig) and key != "hydra":
+            found.extend(missing_keys(cfg._get_node(key), full + "."))
+    return found
+
+
+def check_training(cfg: DictConfig, errors: list[str], model_keys: tuple[str, ...]) -> None:
+    """Validation shared by ``teacher`` and ``train``: trainer, optimizer, dataset, model names."""
+    _num(cfg, "seed", errors, lo=0, integer=True)
+    _num(cfg, "trainer.epochs", errors, lo=1, integer=True)
+    _num(cfg, "trainer.batch_size", errors, lo=1, integer=True)
+    _num(cfg, "trainer.eval_batch_size", errors, lo=1, integer=True)
+    _num(cfg, "trainer.num_workers", errors, lo=0, integer=True)
+    _num(cfg, "trainer.bn_recalibrate_batches", errors, lo=1, integer=True)
+    _choice(cfg, "trainer.device", DEVICES, errors)
+    _choice(cfg, "trainer.precision", PRECISIONS, errors)
+    _choice(cfg, "trainer.progress", ("auto", "on", "off"), errors)
+    if cfg.trainer.device == "cuda" and not torch.cuda.is_available():
+        errors.append("trainer.device=cuda but no CUDA device is available; use trainer.device=auto or cpu")
+    if cfg.trainer.threads is not None:
+        _num(cfg, "trainer.threads", errors, lo=1, integer=True)
+    _num(cfg, "optim.lr", errors, lo=0, lo_open=True)
+    _choice(cfg, "dataset.augment", AUGMENTS, errors)
+    _num(cfg, "dataset.val_fraction", errors, lo=0, hi=0.9, lo_open=True)
+    models = available_models()
+    for key in model_keys:
+        name = OmegaConf.select(cfg, f"{key}.name")
+        if name not in models:
+            errors.append(f"{key}.name={name!r} is not a known model{closest(str(name), models)}; "
+                          f"pick {key}=<torchvision name> or one of the conf/{key}/ files")
+
+
+def check_distill(cfg: DictConfig, errors: list[str]) -> None:
+    _num(cfg, "distill.temperature", errors, lo=0, lo_open=True)
+    _num(cfg, "distill.alpha", errors, lo=0, hi=1)
+    _choice(cfg, "distill.loss", LOSS_KINDS, errors)
+
+
+def check_path(value: Any, key: str, errors: list[str]) -> None:
+    if value is not None and not Path(str(value)).exists():
+        errors.append(f"{key}={value} does not exist")
+
+
+def raise_if(errors: list[str]) -> None:
+    if errors:
+        raise UserError("; ".join(errors))
+
+
+def setup(cfg: DictConfig) -> tuple[TrainerSettings, torch.device]:
+    """Seeds every generator, sets threads, picks the device."""
+    settings = TrainerSettings(**OmegaConf.to_container(cfg.trainer, resolve=True))
+    seed = int(cfg.seed)
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    return settings, settings.torch_device()
+
+
+def load_data(cfg: DictConfig) -> Splits:
+    """Instantiates the dataset node (``_target_`` is a loader in ``distill.data``)."""
+    return instantiate(cfg.dataset, _convert_="all")
+
+
+def _plain(value: Any) -> Any:
+    """A config node as plain Python containers (other values as they are)."""
+    return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+
+
+def model_spec(node: DictConfig, data: Splits) -> ModelSpec:
+    return ModelSpec(
+        name=str(node.name),
+        num_classes=data.num_classes,
+        in_channels=data.in_channels,
+        image_size=list(data.image_size),
+        mean=list(data.mean),
+        std=list(data.std),
+        classes=list(data.classes),
+        kwargs=_plain(node.get("kwargs")) or {},
+    )
+
+
+def build_from_spec(spec: ModelSpec, weights: str | None = None) -> Classifier:
+    return build_model(spec.name, spec.num_classes, spec.in_channels, tuple(spec.image_size), tuple(spec.mean),
+                       tuple(spec.std), weights=weights, kwargs=spec.kwargs)
+
+
+def model_key(node: DictConfig) -> dict[str, Any]:
+    """What identifies a trained model's recipe: architecture, its arguments and its initial weights."""
+    return {"name": str(node.name), "kwargs": _plain(node.get("kwargs")) or {},
+            "weights": node.get("weights")}
+
+
+def dataset_key(cfg: DictConfig) -> dict[str, Any]:
+    """What identifies the data a model was trained on (whether it was downloaded does not matter)."""
+    key = OmegaConf.to_container(cfg.dataset, resolve=True)
+    key.pop("download", None)
+    return key
+
+
+def output_dir(cfg: DictConfig) -> Path:
+    path = Path(str(cfg.paths.output_dir))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def plain_config(cfg: DictConfig) -> dict:
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+def save_resolved_config(cfg: DictConfig, run_dir: Path) -> None:
+    from distill.engine.checkpoint import atomic_write
+
+    atomic_write(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+
+
+def compose_stage(name: str, overrides: list[str]) -> DictConfig:
+    """Composes another stage's primary config, inside a running Hydra app or outside one."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from distill import config_dir
+
+    if GlobalHydra.instance().is_initialized():
+        return compose(config_name=name, overrides=overrides)
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        return compose(config_name=name, overrides=overrides)
+
+
+def hydra_entry(stage: str, run_fn: Any, metric: str | None = None) -> Any:
+    """The few-line ``@hydra.main`` wrapper of a stage: user errors become one line and exit code 2.
+
+    Returns ``summary[metric]`` so that Hydra sweepers (e.g. Optuna) can optimise it.
+    """
+    import sys
+
+    import hydra
+
+    from distill import config_dir
+
+    @hydra.main(config_path=config_dir(), config_name=stage, version_base="1.3")
+    def main(cfg: DictConfig) -> Any:
+        try:
+            summary = run_fn(cfg)
+        except UserError as e:
+            print(f"distill {stage}: error: {e}", file=sys.stderr)
+            sys.exit(2)
+        return summary.get(metric) if metric and isinstance(summary, dict) else None
+
+    return main

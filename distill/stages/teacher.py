@@ -1,0 +1,71 @@
+"""``distill teacher``: supervised training of a teacher (cross-entropy on the labels).
+
+    distill teacher teacher=resnet18 dataset=mnist5k
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from omegaconf import DictConfig
+
+from distill.engine.runs import env_info, write_json
+from distill.engine.tables import MODEL_COLUMNS, model_row, print_table
+from distill.losses.kd import KDLoss
+from distill.stages.common import (
+    check_training,
+    dataset_key,
+    hydra_entry,
+    load_data,
+    model_key,
+    output_dir,
+    raise_if,
+    save_resolved_config,
+    setup,
+)
+from distill.stages.training import describe, train_model
+
+
+def validate(cfg: DictConfig) -> None:
+    errors: list[str] = []
+    check_training(cfg, errors, ("teacher",))
+    raise_if(errors)
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    """Trains ``cfg.teacher`` on ``cfg.dataset``; returns (and writes) the run's summary."""
+    validate(cfg)
+    settings, device = setup(cfg)
+    run_dir = output_dir(cfg)
+    save_resolved_config(cfg, run_dir)
+    write_json(run_dir / "env.json", env_info(device))
+    data = load_data(cfg)
+    model, spec, result, best = train_model(cfg, cfg.teacher, data, KDLoss(alpha=0.0), settings, device, run_dir)
+    desc = describe(model, best, data, settings, device)
+    summary = {
+        "stage": "teacher",
+        "model": spec.name,
+        "dataset": data.name,
+        **desc,
+        "last_test_acc": round(result.last_test_acc, 6),
+        "val_acc": round(result.best_val_acc, 6),
+        "best_epoch": result.best_epoch,
+        "epochs": settings.epochs,
+        "train_images_per_s": round(result.train_images_per_s, 1),
+        "train_seconds": round(result.train_seconds, 2),
+        "bn_recalibrated_images": result.bn_recalibrated_images,
+        "seed": int(cfg.seed),
+        "weights": str(best),
+        "model_key": model_key(cfg.teacher),
+        "dataset_key": dataset_key(cfg),
+    }
+    write_json(run_dir / "summary.json", summary)
+    print_table(f"teacher {spec.name} on {data.name} (best epoch {result.best_epoch} by val acc)", MODEL_COLUMNS,
+                [model_row(f"teacher {spec.name}", desc)])
+    return summary
+
+
+main = hydra_entry("teacher", run, metric="val_acc")
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""The part of a training stage that ``teacher`` and ``train`` share: build, fit, test, describe."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+from torch import nn
+
+from distill.data.base import Splits
+from distill.engine.checkpoint import ModelSpec, load_state_into, read_weights
+from distill.engine.fit import FitResult, TrainerSettings, fit
+from distill.engine.loop import predict
+from distill.engine.metrics import speed, topk_accuracy
+from distill.models.registry import count_params
+from distill.stages.common import build_from_spec, model_spec, plain_config
+
+log = logging.getLogger("distill")
+
+
+def describe(model: nn.Module, weights_path: Path | None, data: Splits, settings: TrainerSettings,
+             device: torch.device, logits: torch.Tensor | None = None) -> dict[str, Any]:
+    """Test accuracy, parameters, size on disk, latency per image and inference throughput."""
+    if logits is None:
+        logits = predict(model, data.test_x, settings.eval_batch_size, device, channels_last=settings.channels_last)
+    example = data.test_x[:1].to(device).float().div(255)
+    return {
+        "test_acc": round(topk_accuracy(logits, data.test_y), 6),
+        "params": count_params(model),
+        "size_bytes": weights_path.stat().st_size if weights_path else None,
+        **speed(model.eval(), example),
+    }
+
+
+def train_model(
+    cfg: DictConfig, node: DictConfig, data: Splits, loss_fn: nn.Module, settings: TrainerSettings,
+    device: torch.device, run_dir: Path, teacher: nn.Module | None = None,
+) -> tuple[nn.Module, ModelSpec, FitResult, Path]:
+    """Builds the model of ``node``, trains it, and returns it holding its best (by validation) weights."""
+    spec = model_spec(node, data)
+    model = build_from_spec(spec, weights=node.get("weights"))
+    model.to(device)
+    if settings.channels_last:
+        model.to(memory_format=torch.channels_last)
+    optimizer = instantiate(cfg.optim)(params=model.parameters())
+    scheduler = instantiate(cfg.sched)(optimizer=optimizer)
+    log.info("training %s (%s parameters) on %s: %d train / %d val / %d test images, augment=%s, device %s",
+             spec.name, f"{count_params(model):,}", data.name, len(data.train_y), len(data.val_y), len(data.test_y),
+             data.augment, device)
+    result = fit(model, loss_fn, data, optimizer, scheduler, settings, run_dir, spec, plain_config(cfg),
+                 int(cfg.seed), teacher=teacher)
+    if result.bn_recalibrated_images:
+        log.info("BatchNorm statistics were recomputed on %d training images before every evaluation "
+                 "(trainer.bn_recalibrate=false turns this off)", result.bn_recalibrated_images)
+    best = run_dir / "checkpoints" / "best.safetensors"
+    tensors, _ = read_weights(best)
+    load_state_into(model, tensors, best)
+    return model, spec, result, best
