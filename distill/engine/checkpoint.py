@@ -143,6 +143,16 @@ def weights_path(run: str | Path) -> Path:
     return path
 
 
+def check_weights(run: str | Path) -> Path:
+    """Raises UserError unless ``run`` is a distill weights file (or a run folder holding one)."""
+    path = weights_path(run)
+    _, meta = read_weights(path)
+    if spec_of(meta, path) is None:
+        raise UserError(f"{path} is a safetensors file without distill's model description; "
+                        "pass a file written by distill teacher/train")
+    return path
+
+
 def load_model(run: str | Path) -> tuple[nn.Module, ModelSpec, dict, Path]:
     """Rebuilds the model saved in a distill weights file (or run folder) in eval mode.
 

@@ -150,7 +150,8 @@ def build_model(
     """
     kwargs = dict(kwargs or {})
     side = min(image_size)
-    if name in ZOO:
+    # vgg13 is both ours (CIFAR-KD, with BatchNorm) and torchvision's: pretrained weights mean torchvision's.
+    if name in ZOO and not (weights is not None and name in torchvision_models()):
         if weights is not None:
             raise UserError(f"model {name!r} has no pretrained weights; drop weights= or use checkpoint=")
         fn, size = ZOO[name]

@@ -1,7 +1,8 @@
 """One module per stage; each has ``validate(cfg)``, ``run(cfg) -> dict`` and a Hydra ``main``.
 
 Importing this package registers every torchvision classification model under the ``teacher``
-and ``student`` config groups, so ``teacher=resnet152`` works without a YAML file per model.
+and ``student`` config groups, so ``teacher=resnet152`` works without a YAML file per model, and
+the ``${run_folder:PATH}`` resolver used by ``eval`` and ``export``.
 """
 
 from __future__ import annotations
@@ -9,11 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from hydra.core.config_store import ConfigStore
+from omegaconf import OmegaConf
 
 from distill import config_dir
 from distill.models.registry import torchvision_models
-
-STAGES = ("train", "teacher", "eval", "export", "report")
 
 
 def _register_models() -> None:
@@ -28,4 +28,14 @@ def _register_models() -> None:
                 cs.store(group=group, name=name, node=node)
 
 
+def _run_folder(path: str) -> str:
+    """The run folder of a run folder, or of a weights file inside one."""
+    p = Path(path)
+    if p.suffix == ".safetensors":
+        return str(p.parent.parent if p.parent.name == "checkpoints" else p.parent)
+    return str(p)
+
+
 _register_models()
+if not OmegaConf.has_resolver("run_folder"):
+    OmegaConf.register_new_resolver("run_folder", _run_folder)

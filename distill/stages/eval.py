@@ -14,7 +14,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from distill.engine.checkpoint import load_model, weights_path
+from distill.engine.checkpoint import check_weights, load_model
 from distill.engine.loop import predict
 from distill.engine.metrics import expected_calibration_error, speed, topk_accuracy
 from distill.engine.runs import read_json, write_json
@@ -31,7 +31,7 @@ def validate(cfg: DictConfig) -> None:
     if not isinstance(cfg.batch_size, int) or cfg.batch_size < 1:
         errors.append(f"batch_size must be a whole number >= 1, got {cfg.batch_size!r}")
     try:
-        weights_path(cfg.run)
+        check_weights(cfg.run)
     except UserError as e:
         errors.append(f"run: {e}")
     raise_if(errors)

@@ -13,7 +13,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from distill.engine.checkpoint import load_model, weights_path
+from distill.engine.checkpoint import check_weights, load_model
 from distill.engine.runs import write_json
 from distill.engine.tables import console
 from distill.errors import UserError
@@ -27,7 +27,7 @@ log = logging.getLogger("distill")
 def validate(cfg: DictConfig) -> None:
     errors = []
     try:
-        weights_path(cfg.run)
+        check_weights(cfg.run)
     except UserError as e:
         errors.append(f"run: {e}")
     if not isinstance(cfg.check_images, int) or cfg.check_images < 1:

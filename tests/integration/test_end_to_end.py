@@ -1,0 +1,112 @@
+"""The product as a user runs it: train (teacher first), reuse, eval, export, sweep, report."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from distill.data.embedded import digits
+from distill.engine.checkpoint import load_model, load_state
+from tests.conftest import run_cli
+
+TINY = ["teacher=lenet5", "student=mlp", "student.kwargs.hidden=[64]", "trainer.threads=2", "trainer.progress=off"]
+
+
+def _runs(root: Path, stage: str) -> list[Path]:
+    return sorted(p.parent for p in (root / "outputs" / stage).glob("*/*/summary.json"))
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    """A folder in which `distill train` ran once, training its teacher first."""
+    root = tmp_path_factory.mktemp("e2e")
+    result = run_cli("train", *TINY, "trainer.epochs=3", cwd=root)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return root
+
+
+def test_train_writes_a_self_describing_run_folder(workdir):
+    (run,) = _runs(workdir, "train")
+    (teacher_run,) = _runs(workdir, "teacher")
+    for name in ("config.yaml", ".hydra/config.yaml", "train.log", "env.json", "summary.json",
+                 "checkpoints/best.safetensors", "checkpoints/last.safetensors", "checkpoints/state.pt"):
+        assert (run / name).is_file(), name
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(ln)["epoch"] for ln in lines] == [1, 2, 3]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["stage"] == "train" and summary["temperature"] == 4.0 and summary["alpha"] == 0.5
+    for key in ("test_acc", "last_test_acc", "params", "train_images_per_s", "teacher_test_acc"):
+        assert isinstance(summary[key], (int, float)), key
+    assert 0.0 <= summary["test_acc"] <= 1.0 and summary["params"] == 64 * 64 + 64 + 64 * 10 + 10
+    assert summary["teacher_weights"] == str(teacher_run / "checkpoints" / "best.safetensors")
+    env = json.loads((run / "env.json").read_text())
+    assert {"python", "torch", "torchvision", "distill", "git_commit", "device"} <= set(env)
+    state = load_state(run / "checkpoints" / "state.pt")
+    assert state["epoch"] == 3 and "optimizer" in state
+    model, spec, config, _ = load_model(run)
+    assert spec.name == "mlp" and config["distill"]["temperature"] == 4.0 and spec.classes == [str(i) for i in range(10)]
+
+
+def test_second_run_reuses_the_teacher(workdir):
+    before = _runs(workdir, "teacher")
+    result = run_cli("train", *TINY, "trainer.epochs=1", "distill.temperature=2", cwd=workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert _runs(workdir, "teacher") == before
+    newest = max(_runs(workdir, "train"), key=lambda p: p.name)
+    summary = json.loads((newest / "summary.json").read_text())
+    assert summary["teacher_weights"].startswith(str(before[0]))
+
+
+def test_eval_matches_the_training_summary(workdir):
+    run = _runs(workdir, "train")[0]
+    result = run_cli("eval", f"run={run}", cwd=workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    ev = json.loads((run / "eval.json").read_text())
+    summary = json.loads((run / "summary.json").read_text())
+    assert ev["top1"] == pytest.approx(summary["test_acc"])
+    assert ev["teacher_top1"] == pytest.approx(summary["teacher_test_acc"])
+    assert 0 <= ev["teacher_agreement"] <= 1 and 0 <= ev["ece"] <= 1 and ev["top5"] >= ev["top1"]
+
+
+def test_export_runs_in_onnxruntime_with_the_same_answers(workdir):
+    run = _runs(workdir, "train")[0]
+    result = run_cli("export", str(run), cwd=workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    meta = json.loads((run / "model.json").read_text())
+    assert meta["classes"] == [str(i) for i in range(10)]
+    assert (meta["input"]["channels"], meta["input"]["height"], meta["input"]["width"]) == (1, 8, 8)
+    session = ort.InferenceSession(str(run / "model.onnx"), providers=["CPUExecutionProvider"])
+    model, _, _, _ = load_model(run)
+    images = digits().test_x.float() / 255
+    for batch in (images[:1], images[:37], images):
+        got = session.run(None, {session.get_inputs()[0].name: batch.numpy()})[0]
+        with torch.no_grad():
+            want = model(batch).numpy()
+        assert got.shape == want.shape
+        assert np.abs(got - want).max() <= 1e-4
+
+
+def test_sweep_ends_with_a_table_and_report_reprints_it(workdir):
+    result = run_cli("train", "-m", *TINY, "trainer.epochs=1", "distill.temperature=1,4", "seed=0,1", cwd=workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (sweep,) = (workdir / "outputs" / "multirun").glob("*/*")
+    rows = (sweep / "sweep.csv").read_text().splitlines()
+    assert rows[0].startswith("distill.temperature,runs,test_acc_mean,test_acc_std")
+    assert len(rows) == 3 and all(r.split(",")[1] == "2" for r in rows[1:])
+    assert (sweep / "sweep.png").stat().st_size > 1000
+    assert "mean ± std over seeds" in result.stdout
+    again = run_cli("report", str(sweep), cwd=workdir)
+    assert again.returncode == 0 and "4 runs" in again.stdout
+
+
+def test_help_lists_stages_and_every_group(tmp_path):
+    top = run_cli("--help", cwd=tmp_path)
+    assert top.returncode == 0 and all(s in top.stdout for s in ("train", "teacher", "eval", "export", "report"))
+    stage = run_cli("train", "--help", cwd=tmp_path)
+    assert stage.returncode == 0
+    for text in ("teacher:", "student:", "dataset:", "distill:", "optim:", "sched:", "trainer:",
+                 "resnet152", "mobilenet", "mnist5k", "imagefolder"):
+        assert text in stage.stdout, text
