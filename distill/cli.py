@@ -136,6 +136,8 @@ def main(argv: list[str] | None = None) -> None:
         _fail(stage, f"unknown stage {stage!r}{closest(stage, STAGES)}; stages: {', '.join(STAGES)}")
     if stage in _POSITIONAL and args and not args[0].startswith("-") and "=" not in args[0]:
         args[0] = f"{_POSITIONAL[stage]}={args[0]}"
+    # Hydra's parser wants -m before the overrides; users write it anywhere.
+    args = [a for a in args if a in ("-m", "--multirun")] + [a for a in args if a not in ("-m", "--multirun")]
     if not any(a.split("=")[0] in _NO_PRECHECK for a in args):
         precheck(stage, args)
     module = importlib.import_module(f"distill.stages.{stage}")
