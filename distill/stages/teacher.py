@@ -55,7 +55,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "train_seconds": round(result.train_seconds, 2),
         "bn_recalibrated_images": result.bn_recalibrated_images,
         "seed": int(cfg.seed),
-        "weights": str(best),
+        "weights": str(best.resolve()),
         "model_key": model_key(cfg.teacher),
         "dataset_key": dataset_key(cfg),
     }

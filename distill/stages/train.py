@@ -111,12 +111,12 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     """Distils ``cfg.teacher`` into ``cfg.student`` on ``cfg.dataset``; returns (and writes) the summary."""
     validate(cfg)
     settings, device = setup(cfg)
-    run_dir = output_dir(cfg)
-    save_resolved_config(cfg, run_dir)
-    write_json(run_dir / "env.json", env_info(device))
     data = load_data(cfg)
     T, alpha = float(cfg.distill.temperature), float(cfg.distill.alpha)
     teacher, teacher_path = load_teacher(cfg, data, device, settings) if alpha > 0 else (None, None)
+    run_dir = output_dir(cfg)
+    save_resolved_config(cfg, run_dir)
+    write_json(run_dir / "env.json", env_info(device))
     loss_fn = KDLoss(temperature=T, alpha=alpha, kind=str(cfg.distill.loss))
     student, spec, result, best = train_model(cfg, cfg.student, data, loss_fn, settings, device, run_dir, teacher)
     s_desc = describe(student, best, data, settings, device)
@@ -144,7 +144,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "best_epoch": result.best_epoch,
         "epochs": settings.epochs,
         "teacher_test_acc": t_desc["test_acc"] if t_desc else None,
-        "teacher_weights": str(teacher_path) if teacher_path else None,
+        "teacher_weights": str(teacher_path.resolve()) if teacher_path else None,
         "student_alone": student_alone,
         "temperature": T,
         "alpha": alpha,
@@ -153,7 +153,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "train_seconds": round(result.train_seconds, 2),
         "bn_recalibrated_images": result.bn_recalibrated_images,
         "seed": int(cfg.seed),
-        "weights": str(best),
+        "weights": str(best.resolve()),
         "warnings": warnings,
         "student_key": model_key(cfg.student),
         "dataset_key": dataset_key(cfg),

@@ -110,3 +110,24 @@ def test_help_lists_stages_and_every_group(tmp_path):
     for text in ("teacher:", "student:", "dataset:", "distill:", "optim:", "sched:", "trainer:",
                  "resnet152", "mobilenet", "mnist5k", "imagefolder"):
         assert text in stage.stdout, text
+
+
+def test_imagefolder_student_and_a_teacher_of_other_classes(workdir, tmp_path):
+    from PIL import Image
+
+    rng = np.random.RandomState(0)
+    for split, n in (("train", 12), ("val", 3)):
+        for cls in ("cat", "dog house"):
+            (tmp_path / "imgs" / split / cls).mkdir(parents=True)
+            for i in range(n):
+                Image.fromarray(rng.randint(0, 256, (20, 24, 3), dtype=np.uint8)).save(
+                    tmp_path / "imgs" / split / cls / f"{i}.png")
+    folder = ["dataset=imagefolder", f"dataset.root={tmp_path / 'imgs'}", "dataset.image_size=16"]
+    alone = run_cli("train", *TINY, *folder, "distill.alpha=0", "trainer.epochs=1", cwd=tmp_path)
+    assert alone.returncode == 0, alone.stderr[-3000:]
+    (run,) = _runs(tmp_path, "train")
+    assert json.loads((run / "summary.json").read_text())["dataset"] == "imgs"
+    teacher = _runs(workdir, "teacher")[0]
+    mismatch = run_cli("train", *TINY, *folder, f"teacher.checkpoint={teacher}", cwd=tmp_path)
+    assert mismatch.returncode == 2 and "Traceback" not in mismatch.stderr
+    assert "trained on 10 classes" in mismatch.stderr and "has 2" in mismatch.stderr
