@@ -23,14 +23,35 @@ STAGES = {
 }
 _POSITIONAL = {"eval": "run", "export": "run", "report": "dir"}
 # Flags after which Hydra's own handling should run untouched (help, config printing, completion).
-_NO_PRECHECK = ("--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--shell-completion", "-sc",
-                "--config-dir", "-cd", "--config-name", "-cn", "--config-path", "-cp", "--resolve",
-                "--experimental-rerun")
+_NO_PRECHECK = (
+    "--help",
+    "-h",
+    "--hydra-help",
+    "--cfg",
+    "-c",
+    "--info",
+    "-i",
+    "--shell-completion",
+    "-sc",
+    "--config-dir",
+    "-cd",
+    "--config-name",
+    "-cn",
+    "--config-path",
+    "-cp",
+    "--resolve",
+    "--experimental-rerun",
+)
 
 
 def _usage() -> str:
-    lines = [f"distill {__version__}: knowledge distillation from the command line", "",
-             "usage: distill <stage> [key=value ...] [-m] [--help] [--cfg job]", "", "stages:"]
+    lines = [
+        f"distill {__version__}: knowledge distillation from the command line",
+        "",
+        "usage: distill <stage> [key=value ...] [-m] [--help] [--cfg job]",
+        "",
+        "stages:",
+    ]
     lines += [f"  {name:<8} {text}" for name, text in STAGES.items()]
     lines += ["", "`distill <stage> --help` lists every config group and option of a stage."]
     return "\n".join(lines)
@@ -75,8 +96,9 @@ def _explain(stage: str, error: Exception, overrides: list[str]) -> str:
         from hydra import compose
 
         base = compose(config_name=stage, overrides=[])
-        return (f"unknown config key {key!r}{closest(key, _flat_keys(base))}; "
-                f"`distill {stage} --cfg job` shows every key")
+        return (
+            f"unknown config key {key!r}{closest(key, _flat_keys(base))}; `distill {stage} --cfg job` shows every key"
+        )
     first = next((ln.strip() for ln in text.splitlines() if ln.strip()), type(error).__name__)
     return first
 

@@ -36,5 +36,6 @@ def make_cfg(tmp_path: Path):
 def run_cli(*args: str, cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
     """Runs ``distill ARGS`` in a subprocess (the real CLI, as a user types it)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "0"}
-    return subprocess.run([sys.executable, "-m", "distill", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "distill", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env
+    )

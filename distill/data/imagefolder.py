@@ -16,8 +16,9 @@ from distill.data.base import make_splits
 from distill.errors import UserError
 
 
-def _read_split(folder: Path, classes: list[str] | None, image_size: int, channels: int
-                ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+def _read_split(
+    folder: Path, classes: list[str] | None, image_size: int, channels: int
+) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     from PIL import Image, UnidentifiedImageError
     from torchvision.datasets.folder import IMG_EXTENSIONS
 
@@ -30,8 +31,11 @@ def _read_split(folder: Path, classes: list[str] | None, image_size: int, channe
     images, labels = [], []
     mode = "L" if channels == 1 else "RGB"
     for label, name in enumerate(classes):
-        files = sorted(p for p in (folder / name).glob("*") if p.suffix.lower() in IMG_EXTENSIONS) \
-            if (folder / name).is_dir() else []
+        files = (
+            sorted(p for p in (folder / name).glob("*") if p.suffix.lower() in IMG_EXTENSIONS)
+            if (folder / name).is_dir()
+            else []
+        )
         for path in files:
             try:
                 with Image.open(path) as img:
@@ -46,13 +50,20 @@ def _read_split(folder: Path, classes: list[str] | None, image_size: int, channe
     return torch.from_numpy(np.stack(images)), torch.tensor(labels), classes
 
 
-def imagefolder(root: str, image_size: int = 32, channels: int = 3, val_fraction: float = 0.1,
-                split_seed: int = 0, augment: str = "crop_flip"):
+def imagefolder(
+    root: str,
+    image_size: int = 32,
+    channels: int = 3,
+    val_fraction: float = 0.1,
+    split_seed: int = 0,
+    augment: str = "crop_flip",
+):
     """Reads an image-folder dataset into :class:`~distill.data.base.Splits` (class names = folder names)."""
     base = Path(root)
     if not (base / "train").is_dir() or not (base / "val").is_dir():
-        raise UserError(f"dataset.root={root} must hold train/<class>/ and val/<class>/ folders "
-                        "(and optionally test/<class>/)")
+        raise UserError(
+            f"dataset.root={root} must hold train/<class>/ and val/<class>/ folders (and optionally test/<class>/)"
+        )
     if channels not in (1, 3):
         raise UserError(f"dataset.channels must be 1 or 3, got {channels}")
     tx, ty, classes = _read_split(base / "train", None, image_size, channels)
@@ -61,5 +72,16 @@ def imagefolder(root: str, image_size: int = 32, channels: int = 3, val_fraction
         sx, sy, _ = _read_split(base / "test", classes, image_size, channels)
     else:
         sx, sy = vx, vy
-    return make_splits(base.name or "imagefolder", tx, ty, sx, sy, classes, augment=augment,
-                       val_fraction=val_fraction, split_seed=split_seed, val_x=vx, val_y=vy)
+    return make_splits(
+        base.name or "imagefolder",
+        tx,
+        ty,
+        sx,
+        sy,
+        classes,
+        augment=augment,
+        val_fraction=val_fraction,
+        split_seed=split_seed,
+        val_x=vx,
+        val_y=vy,
+    )

@@ -22,8 +22,9 @@ def _as_nchw(data: Any) -> torch.Tensor:
     return t.unsqueeze(1) if t.ndim == 3 else t.permute(0, 3, 1, 2)  # (N,H,W) grey or (N,H,W,C) colour
 
 
-def _load(cls_name: str, name: str, root: str, download: bool, val_fraction: float, split_seed: int,
-          augment: str) -> Splits:
+def _load(
+    cls_name: str, name: str, root: str, download: bool, val_fraction: float, split_seed: int, augment: str
+) -> Splits:
     import torchvision
 
     cls = getattr(torchvision.datasets, cls_name)
@@ -33,35 +34,51 @@ def _load(cls_name: str, name: str, root: str, download: bool, val_fraction: flo
     except RuntimeError as e:
         if "not found" not in str(e).lower() and "corrupted" not in str(e).lower():
             raise
-        raise UserError(f"{name} files not found under dataset.root={root}; pass dataset.download=true to fetch "
-                        f"them, or point dataset.root at a folder that holds them") from None
+        raise UserError(
+            f"{name} files not found under dataset.root={root}; pass dataset.download=true to fetch "
+            f"them, or point dataset.root at a folder that holds them"
+        ) from None
     except OSError as e:  # URLError and socket errors while downloading
-        raise UserError(f"downloading {name} into {root} failed ({type(e).__name__}: {e}); download the files "
-                        "by hand into dataset.root, or check the network") from None
-    return make_splits(name, _as_nchw(train.data), torch.as_tensor(train.targets), _as_nchw(test.data),
-                       torch.as_tensor(test.targets), list(train.classes), augment=augment,
-                       val_fraction=val_fraction, split_seed=split_seed)
+        raise UserError(
+            f"downloading {name} into {root} failed ({type(e).__name__}: {e}); download the files "
+            "by hand into dataset.root, or check the network"
+        ) from None
+    return make_splits(
+        name,
+        _as_nchw(train.data),
+        torch.as_tensor(train.targets),
+        _as_nchw(test.data),
+        torch.as_tensor(test.targets),
+        list(train.classes),
+        augment=augment,
+        val_fraction=val_fraction,
+        split_seed=split_seed,
+    )
 
 
-def cifar10(root: str, download: bool = False, val_fraction: float = 0.1, split_seed: int = 0,
-            augment: str = "crop_flip") -> Splits:
+def cifar10(
+    root: str, download: bool = False, val_fraction: float = 0.1, split_seed: int = 0, augment: str = "crop_flip"
+) -> Splits:
     """CIFAR-10: 50,000 train / 10,000 test colour images of 32x32, 10 classes."""
     return _load("CIFAR10", "cifar10", root, download, val_fraction, split_seed, augment)
 
 
-def cifar100(root: str, download: bool = False, val_fraction: float = 0.1, split_seed: int = 0,
-             augment: str = "crop_flip") -> Splits:
+def cifar100(
+    root: str, download: bool = False, val_fraction: float = 0.1, split_seed: int = 0, augment: str = "crop_flip"
+) -> Splits:
     """CIFAR-100: 50,000 train / 10,000 test colour images of 32x32, 100 fine classes."""
     return _load("CIFAR100", "cifar100", root, download, val_fraction, split_seed, augment)
 
 
-def mnist(root: str, download: bool = False, val_fraction: float = 0.1, split_seed: int = 0,
-          augment: str = "shift") -> Splits:
+def mnist(
+    root: str, download: bool = False, val_fraction: float = 0.1, split_seed: int = 0, augment: str = "shift"
+) -> Splits:
     """MNIST: 60,000 train / 10,000 test grey digits of 28x28."""
     return _load("MNIST", "mnist", root, download, val_fraction, split_seed, augment)
 
 
-def fashion_mnist(root: str, download: bool = False, val_fraction: float = 0.1, split_seed: int = 0,
-                  augment: str = "shift") -> Splits:
+def fashion_mnist(
+    root: str, download: bool = False, val_fraction: float = 0.1, split_seed: int = 0, augment: str = "shift"
+) -> Splits:
     """Fashion-MNIST: 60,000 train / 10,000 test grey clothing images of 28x28."""
     return _load("FashionMNIST", "fashion_mnist", root, download, val_fraction, split_seed, augment)

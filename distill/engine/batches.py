@@ -13,8 +13,9 @@ from distill.data.augment import augment_batch
 class _EpochBatches(Dataset):
     """Batch ``i`` of one epoch: indices fixed up front, augmentation drawn from a per-batch seed."""
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, order: torch.Tensor, batch_size: int,
-                 augment: str, seed: int) -> None:
+    def __init__(
+        self, x: torch.Tensor, y: torch.Tensor, order: torch.Tensor, batch_size: int, augment: str, seed: int
+    ) -> None:
         self.x, self.y, self.order, self.batch_size = x, y, order, batch_size
         self.augment, self.seed = augment, seed
 
@@ -41,9 +42,20 @@ class BatchLoader:
         channels_last: hand images over in channels-last memory format.
     """
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, *, shuffle: bool = True,
-                 augment: str = "none", seed: int = 0, device: torch.device | str = "cpu",
-                 num_workers: int = 0, channels_last: bool = False, drop_last: bool = False) -> None:
+    def __init__(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        batch_size: int,
+        *,
+        shuffle: bool = True,
+        augment: str = "none",
+        seed: int = 0,
+        device: torch.device | str = "cpu",
+        num_workers: int = 0,
+        channels_last: bool = False,
+        drop_last: bool = False,
+    ) -> None:
         self.x, self.y = x, y
         self.batch_size, self.shuffle, self.augment, self.seed = batch_size, shuffle, augment, seed
         self.device = torch.device(device)
@@ -73,13 +85,20 @@ class BatchLoader:
         return xb, yb.to(self.device, non_blocking=nb)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        ds = _EpochBatches(self.x, self.y, self._order(), self.batch_size, self.augment,
-                           self.seed * 104729 + self.epoch)
+        ds = _EpochBatches(
+            self.x, self.y, self._order(), self.batch_size, self.augment, self.seed * 104729 + self.epoch
+        )
         if self.num_workers == 0:
             for i in range(len(ds)):
                 yield self._to_device(*ds[i])
             return
-        loader = DataLoader(ds, batch_size=None, shuffle=False, num_workers=self.num_workers,
-                            pin_memory=self.device.type == "cuda", persistent_workers=False)
+        loader = DataLoader(
+            ds,
+            batch_size=None,
+            shuffle=False,
+            num_workers=self.num_workers,
+            pin_memory=self.device.type == "cuda",
+            persistent_workers=False,
+        )
         for xb, yb in loader:
             yield self._to_device(xb, yb)

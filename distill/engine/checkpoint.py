@@ -74,8 +74,10 @@ def save_weights(path: str | Path, model: nn.Module, spec: ModelSpec, config: di
 def _describe_bad_file(path: Path) -> str:
     head = path.read_bytes()[:4]
     if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":
-        return (f"{path} is a pickle (torch.save) file, which distill never loads (it can run code); "
-                "save the state dict with safetensors.torch.save_file and pass that")
+        return (
+            f"{path} is a pickle (torch.save) file, which distill never loads (it can run code); "
+            "save the state dict with safetensors.torch.save_file and pass that"
+        )
     return f"{path} is not a safetensors weights file (corrupt or truncated?)"
 
 
@@ -99,8 +101,10 @@ def spec_of(meta: dict[str, str], path: Path) -> ModelSpec | None:
     if meta.get("format") != FORMAT:
         return None
     if meta.get("format_version") != FORMAT_VERSION:
-        raise UserError(f"{path} has weights format version {meta.get('format_version')}, "
-                        f"this distill reads version {FORMAT_VERSION}")
+        raise UserError(
+            f"{path} has weights format version {meta.get('format_version')}, "
+            f"this distill reads version {FORMAT_VERSION}"
+        )
     try:
         return ModelSpec(**json.loads(meta["model"]))
     except (KeyError, TypeError, json.JSONDecodeError):
@@ -148,8 +152,10 @@ def check_weights(run: str | Path) -> Path:
     path = weights_path(run)
     _, meta = read_weights(path)
     if spec_of(meta, path) is None:
-        raise UserError(f"{path} is a safetensors file without distill's model description; "
-                        "pass a file written by distill teacher/train")
+        raise UserError(
+            f"{path} is a safetensors file without distill's model description; "
+            "pass a file written by distill teacher/train"
+        )
     return path
 
 
@@ -165,9 +171,18 @@ def load_model(run: str | Path) -> tuple[nn.Module, ModelSpec, dict, Path]:
     tensors, meta = read_weights(path)
     spec = spec_of(meta, path)
     if spec is None:
-        raise UserError(f"{path} is a safetensors file without distill's model description; "
-                        "pass a file written by distill teacher/train")
-    model = build_model(spec.name, spec.num_classes, spec.in_channels, tuple(spec.image_size), tuple(spec.mean),
-                        tuple(spec.std), kwargs=spec.kwargs)
+        raise UserError(
+            f"{path} is a safetensors file without distill's model description; "
+            "pass a file written by distill teacher/train"
+        )
+    model = build_model(
+        spec.name,
+        spec.num_classes,
+        spec.in_channels,
+        tuple(spec.image_size),
+        tuple(spec.mean),
+        tuple(spec.std),
+        kwargs=spec.kwargs,
+    )
     load_state_into(model, tensors, path)
     return model.eval(), spec, json.loads(meta.get("config", "{}") or "{}"), path

@@ -74,10 +74,21 @@ def fit(
     """
     device = settings.torch_device()
     cl = settings.channels_last
-    loader = BatchLoader(data.train_x, data.train_y, settings.batch_size, augment=data.augment, seed=seed,
-                         device=device, num_workers=settings.num_workers, channels_last=cl)
-    calib = BatchLoader(data.train_x, data.train_y, settings.batch_size, shuffle=True, seed=seed + 1,
-                        device=device, channels_last=cl)
+    loader = BatchLoader(
+        data.train_x,
+        data.train_y,
+        settings.batch_size,
+        augment=data.augment,
+        seed=seed,
+        device=device,
+        num_workers=settings.num_workers,
+        channels_last=cl,
+    )
+    calib = BatchLoader(
+        data.train_x, data.train_y, settings.batch_size, shuffle=True, seed=seed + 1, device=device, channels_last=cl
+    )
+    # fp16 needs loss scaling against gradient underflow; bf16 has fp32's range and does not.
+    scaler = torch.amp.GradScaler("cuda") if settings.precision == "16-mixed" and device.type == "cuda" else None
     ckpt = run_dir / "checkpoints"
     best_acc, best_epoch, images, seconds, calibrated = -1.0, -1, 0, 0.0, 0
     with EpochProgress(settings.epochs, len(loader), settings.progress) as bar:
@@ -88,8 +99,17 @@ def fit(
             def on_step(step: int, loss: float, acc: float, n: int, epoch: int = epoch, t0: float = t0) -> None:
                 bar.step(epoch, loss, acc, (step * settings.batch_size + n) / (time.perf_counter() - t0))
 
-            stats = train_one_epoch(model, loss_fn, loader, optimizer, teacher=teacher, precision=settings.precision,
-                                    on_step=on_step, epoch=epoch)
+            stats = train_one_epoch(
+                model,
+                loss_fn,
+                loader,
+                optimizer,
+                teacher=teacher,
+                precision=settings.precision,
+                scaler=scaler,
+                on_step=on_step,
+                epoch=epoch,
+            )
             scheduler.step()
             images, seconds = images + stats.images, seconds + stats.seconds
             if settings.bn_recalibrate:
@@ -97,22 +117,43 @@ def fit(
                 calibrated = recalibrate_bn(model, calib, settings.bn_recalibrate_batches)
             val_logits = predict(model, data.val_x, settings.eval_batch_size, device, channels_last=cl)
             val_acc = topk_accuracy(val_logits, data.val_y)
-            row = {"epoch": epoch + 1, "train_loss": round(stats.loss, 6), "train_acc": round(stats.acc, 6),
-                   **{f"train_{k}": round(v, 6) for k, v in stats.parts.items()},
-                   "val_acc": round(val_acc, 6), "lr": optimizer.param_groups[0]["lr"],
-                   "images_per_s": round(stats.images_per_s, 1), "epoch_s": round(stats.seconds, 3)}
+            row = {
+                "epoch": epoch + 1,
+                "train_loss": round(stats.loss, 6),
+                "train_acc": round(stats.acc, 6),
+                **{f"train_{k}": round(v, 6) for k, v in stats.parts.items()},
+                "val_acc": round(val_acc, 6),
+                "lr": optimizer.param_groups[0]["lr"],
+                "images_per_s": round(stats.images_per_s, 1),
+                "epoch_s": round(stats.seconds, 3),
+            }
             with open(run_dir / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(row) + "\n")
             save_weights(ckpt / "last.safetensors", model, spec, config)
             if val_acc > best_acc:
                 best_acc, best_epoch = val_acc, epoch + 1
                 save_weights(ckpt / "best.safetensors", model, spec, config)
-            save_state(ckpt / "state.pt", {
-                "epoch": epoch + 1, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "best_val_acc": best_acc, "best_epoch": best_epoch, "seed": seed,
-            })
-            log.info("epoch %d/%d  loss %.4f  train acc %.4f  val acc %.4f  %.0f img/s", epoch + 1,
-                     settings.epochs, stats.loss, stats.acc, val_acc, stats.images_per_s)
-    last_test = topk_accuracy(predict(model, data.test_x, settings.eval_batch_size, device, channels_last=cl),
-                              data.test_y)
+            save_state(
+                ckpt / "state.pt",
+                {
+                    "epoch": epoch + 1,
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "best_val_acc": best_acc,
+                    "best_epoch": best_epoch,
+                    "seed": seed,
+                },
+            )
+            log.info(
+                "epoch %d/%d  loss %.4f  train acc %.4f  val acc %.4f  %.0f img/s",
+                epoch + 1,
+                settings.epochs,
+                stats.loss,
+                stats.acc,
+                val_acc,
+                stats.images_per_s,
+            )
+    last_test = topk_accuracy(
+        predict(model, data.test_x, settings.eval_batch_size, device, channels_last=cl), data.test_y
+    )
     return FitResult(best_epoch, best_acc, last_test, images / max(seconds, 1e-9), seconds, calibrated)

@@ -94,11 +94,18 @@ def train_one_epoch(
 
 
 @torch.no_grad()
-def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 512, device: str | torch.device = "cpu",
-            precision: str = "32", channels_last: bool = False) -> torch.Tensor:
+def predict(
+    model: nn.Module,
+    x: torch.Tensor,
+    batch_size: int = 512,
+    device: str | torch.device = "cpu",
+    precision: str = "32",
+    channels_last: bool = False,
+) -> torch.Tensor:
     """Logits (float32, on the CPU) of ``model`` in eval mode for uint8 images ``x``."""
-    loader = BatchLoader(x, torch.zeros(len(x), dtype=torch.long), batch_size, shuffle=False,
-                         device=device, channels_last=channels_last)
+    loader = BatchLoader(
+        x, torch.zeros(len(x), dtype=torch.long), batch_size, shuffle=False, device=device, channels_last=channels_last
+    )
     was_training = model.training
     model.eval()
     outs = []

@@ -45,6 +45,10 @@ class EpochProgress:
 
     def step(self, epoch: int, loss: float, acc: float, images_per_s: float) -> None:
         self._progress.update(
-            self._task, advance=1, description=f"epoch {epoch + 1}/{self.total_epochs}", loss=loss, acc=acc,
+            self._task,
+            advance=1,
+            description=f"epoch {epoch + 1}/{self.total_epochs}",
+            loss=loss,
+            acc=acc,
             ips=images_per_s,
         )

@@ -70,12 +70,21 @@ def group(runs: list[SweepRun], keys: list[str]) -> list[dict[str, Any]]:
         accs = [m.summary["test_acc"] for m in members if m.summary.get("test_acc") is not None]
         acc_mean, acc_std = _mean_std(accs)
         val_mean, _ = _mean_std([m.summary["val_acc"] for m in members if m.summary.get("val_acc") is not None])
-        teacher, _ = _mean_std([m.summary["teacher_test_acc"] for m in members
-                                if m.summary.get("teacher_test_acc") is not None])
+        teacher, _ = _mean_std(
+            [m.summary["teacher_test_acc"] for m in members if m.summary.get("teacher_test_acc") is not None]
+        )
         secs, _ = _mean_std([m.summary.get("train_seconds", 0.0) for m in members])
-        out.append({**dict(zip(setting_keys, values)), "runs": len(members), "test_acc_mean": acc_mean,
-                    "test_acc_std": acc_std, "val_acc_mean": val_mean, "teacher_test_acc": teacher,
-                    "train_seconds_mean": secs})
+        out.append(
+            {
+                **dict(zip(setting_keys, values)),
+                "runs": len(members),
+                "test_acc_mean": acc_mean,
+                "test_acc_std": acc_std,
+                "val_acc_mean": val_mean,
+                "teacher_test_acc": teacher,
+                "train_seconds_mean": secs,
+            }
+        )
     return out
 
 
@@ -91,8 +100,10 @@ def to_csv(rows: list[dict[str, Any]]) -> str:
 
 def run_rows(runs: list[SweepRun], keys: list[str]) -> list[dict[str, Any]]:
     fields = ("test_acc", "last_test_acc", "val_acc", "teacher_test_acc", "train_seconds", "train_images_per_s")
-    return [{"run": str(r.path), **{k: r.overrides.get(k) for k in keys}, **{f: r.summary.get(f) for f in fields}}
-            for r in runs]
+    return [
+        {"run": str(r.path), **{k: r.overrides.get(k) for k in keys}, **{f: r.summary.get(f) for f in fields}}
+        for r in runs
+    ]
 
 
 def plot(rows: list[dict[str, Any]], key: str, path: Path) -> Path | None:
@@ -108,9 +119,12 @@ def plot(rows: list[dict[str, Any]], key: str, path: Path) -> Path | None:
         except (TypeError, ValueError):
             return v
 
-    others = [k for k in rows[0] if k not in (key,) and k not in {"runs", "test_acc_mean", "test_acc_std",
-                                                                   "val_acc_mean", "teacher_test_acc",
-                                                                   "train_seconds_mean"}]
+    others = [
+        k
+        for k in rows[0]
+        if k not in (key,)
+        and k not in {"runs", "test_acc_mean", "test_acc_std", "val_acc_mean", "teacher_test_acc", "train_seconds_mean"}
+    ]
     fig, ax = plt.subplots(figsize=(6, 4))
     series: dict[tuple, list[dict]] = {}
     for row in rows:
@@ -118,9 +132,14 @@ def plot(rows: list[dict[str, Any]], key: str, path: Path) -> Path | None:
     for label, members in series.items():
         members.sort(key=lambda r: (isinstance(as_num(r[key]), str), as_num(r[key])))
         xs = [as_num(r[key]) for r in members]
-        ax.errorbar([str(x) for x in xs] if any(isinstance(x, str) for x in xs) else xs,
-                    [r["test_acc_mean"] for r in members], yerr=[r["test_acc_std"] for r in members],
-                    marker="o", capsize=3, label=", ".join(f"{k}={v}" for k, v in zip(others, label)) or None)
+        ax.errorbar(
+            [str(x) for x in xs] if any(isinstance(x, str) for x in xs) else xs,
+            [r["test_acc_mean"] for r in members],
+            yerr=[r["test_acc_std"] for r in members],
+            marker="o",
+            capsize=3,
+            label=", ".join(f"{k}={v}" for k, v in zip(others, label)) or None,
+        )
     teacher = [r["teacher_test_acc"] for r in rows if r["teacher_test_acc"] is not None]
     if teacher:
         ax.axhline(statistics.fmean(teacher), color="gray", linestyle="--", label="teacher")

@@ -36,5 +36,11 @@ MODEL_COLUMNS = ("model", "test acc", "params", "size MB", "latency ms/img", "im
 def model_row(label: str, m: dict[str, Any]) -> list[Any]:
     """A row of :data:`MODEL_COLUMNS` from a model description (see ``stages.training.describe``)."""
     size = m.get("size_bytes")
-    return [label, m.get("test_acc"), m.get("params"), None if size is None else round(size / 1e6, 3),
-            m.get("latency_ms"), m.get("images_per_s")]
+    return [
+        label,
+        m.get("test_acc"),
+        m.get("params"),
+        None if size is None else round(size / 1e6, 3),
+        m.get("latency_ms"),
+        m.get("images_per_s"),
+    ]

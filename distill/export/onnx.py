@@ -27,9 +27,16 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: Path, opset: int 
         batch = torch.export.Dim("batch", min=1)
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
-            program = torch.onnx.export(model, (example,), input_names=["images"], output_names=["logits"],
-                                        dynamic_shapes=({0: batch},), opset_version=opset, dynamo=True,
-                                        verbose=False)
+            program = torch.onnx.export(
+                model,
+                (example,),
+                input_names=["images"],
+                output_names=["logits"],
+                dynamic_shapes=({0: batch},),
+                opset_version=opset,
+                dynamo=True,
+                verbose=False,
+            )
             program.save(tmp)
         os.replace(tmp, path)
     finally:

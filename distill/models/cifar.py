@@ -92,8 +92,14 @@ class WideResNet(nn.Module):
         self.conv1 = nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False)
         stages, cin = [], widths[0]
         for i, cout in enumerate(widths[1:]):
-            stages.append(nn.Sequential(*[_WideBlock(cin if j == 0 else cout, cout, (1 if i == 0 else 2) if j == 0
-                                                     else 1) for j in range(n)]))
+            stages.append(
+                nn.Sequential(
+                    *[
+                        _WideBlock(cin if j == 0 else cout, cout, (1 if i == 0 else 2) if j == 0 else 1)
+                        for j in range(n)
+                    ]
+                )
+            )
             cin = cout
         self.block1, self.block2, self.block3 = stages
         self.bn = nn.BatchNorm2d(cin)

@@ -24,8 +24,13 @@ class MLP(nn.Module):
         return self.fc(self.features(x))
 
 
-def mlp(num_classes: int = 10, in_channels: int = 1, image_size: tuple[int, int] = (28, 28),
-        hidden: list[int] | tuple[int, ...] = (800, 800), dropout: float = 0.0) -> nn.Module:
+def mlp(
+    num_classes: int = 10,
+    in_channels: int = 1,
+    image_size: tuple[int, int] = (28, 28),
+    hidden: list[int] | tuple[int, ...] = (800, 800),
+    dropout: float = 0.0,
+) -> nn.Module:
     """Hinton's MNIST student (Hinton, Vinyals and Dean 2015): 2 hidden layers of 800 ReLU units by default.
 
     Takes the images at their own size: in_channels x H x W inputs.
@@ -37,9 +42,17 @@ class LeNet5(nn.Module):
     def __init__(self, num_classes: int, in_channels: int) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(in_channels, 6, 5), nn.ReLU(inplace=True), nn.MaxPool2d(2),
-            nn.Conv2d(6, 16, 5), nn.ReLU(inplace=True), nn.MaxPool2d(2), nn.Flatten(),
-            nn.Linear(16 * 5 * 5, 120), nn.ReLU(inplace=True), nn.Linear(120, 84), nn.ReLU(inplace=True),
+            nn.Conv2d(in_channels, 6, 5),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),
+            nn.Conv2d(6, 16, 5),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(16 * 5 * 5, 120),
+            nn.ReLU(inplace=True),
+            nn.Linear(120, 84),
+            nn.ReLU(inplace=True),
         )
         self.fc = nn.Linear(84, num_classes)
 

@@ -29,8 +29,15 @@ PRECISIONS = ("32", "bf16-mixed", "16-mixed")
 DEVICES = ("auto", "cpu", "cuda")
 
 
-def _num(cfg: DictConfig, key: str, errors: list[str], lo: float | None = None, hi: float | None = None,
-         integer: bool = False, lo_open: bool = False) -> None:
+def _num(
+    cfg: DictConfig,
+    key: str,
+    errors: list[str],
+    lo: float | None = None,
+    hi: float | None = None,
+    integer: bool = False,
+    lo_open: bool = False,
+) -> None:
     """Checks that ``key`` is a number in range, appending a readable problem to ``errors``."""
     value = OmegaConf.select(cfg, key)
     kind = "a whole number" if integer else "a number"
@@ -75,6 +82,8 @@ def check_training(cfg: DictConfig, errors: list[str], model_keys: tuple[str, ..
     _choice(cfg, "trainer.progress", ("auto", "on", "off"), errors)
     if cfg.trainer.device == "cuda" and not torch.cuda.is_available():
         errors.append("trainer.device=cuda but no CUDA device is available; use trainer.device=auto or cpu")
+    if cfg.trainer.precision == "16-mixed" and not torch.cuda.is_available():
+        errors.append("trainer.precision=16-mixed needs a CUDA device; on CPUs use bf16-mixed or 32")
     if cfg.trainer.threads is not None:
         _num(cfg, "trainer.threads", errors, lo=1, integer=True)
     _num(cfg, "optim.lr", errors, lo=0, lo_open=True)
@@ -84,8 +93,10 @@ def check_training(cfg: DictConfig, errors: list[str], model_keys: tuple[str, ..
     for key in model_keys:
         name = OmegaConf.select(cfg, f"{key}.name")
         if name not in models:
-            errors.append(f"{key}.name={name!r} is not a known model{closest(str(name), models)}; "
-                          f"pick {key}=<torchvision name> or one of the conf/{key}/ files")
+            errors.append(
+                f"{key}.name={name!r} is not a known model{closest(str(name), models)}; "
+                f"pick {key}=<torchvision name> or one of the conf/{key}/ files"
+            )
 
 
 def check_distill(cfg: DictConfig, errors: list[str]) -> None:
@@ -140,14 +151,21 @@ def model_spec(node: DictConfig, data: Splits) -> ModelSpec:
 
 
 def build_from_spec(spec: ModelSpec, weights: str | None = None) -> Classifier:
-    return build_model(spec.name, spec.num_classes, spec.in_channels, tuple(spec.image_size), tuple(spec.mean),
-                       tuple(spec.std), weights=weights, kwargs=spec.kwargs)
+    return build_model(
+        spec.name,
+        spec.num_classes,
+        spec.in_channels,
+        tuple(spec.image_size),
+        tuple(spec.mean),
+        tuple(spec.std),
+        weights=weights,
+        kwargs=spec.kwargs,
+    )
 
 
 def model_key(node: DictConfig) -> dict[str, Any]:
     """What identifies a trained model's recipe: architecture, its arguments and its initial weights."""
-    return {"name": str(node.name), "kwargs": _plain(node.get("kwargs")) or {},
-            "weights": node.get("weights")}
+    return {"name": str(node.name), "kwargs": _plain(node.get("kwargs")) or {}, "weights": node.get("weights")}
 
 
 def dataset_key(cfg: DictConfig) -> dict[str, Any]:

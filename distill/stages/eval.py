@@ -47,17 +47,27 @@ def load_split(config: dict, split: str) -> tuple[torch.Tensor, torch.Tensor, An
 
 def run(cfg: DictConfig) -> dict[str, Any]:
     validate(cfg)
-    device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if cfg.device == "auto" else cfg.device))
+    device = torch.device(
+        "cuda"
+        if cfg.device == "auto" and torch.cuda.is_available()
+        else ("cpu" if cfg.device == "auto" else cfg.device)
+    )
     model, spec, config, path = load_model(cfg.run)
     run_dir = path.parent.parent
     x, y, data = load_split(config, cfg.split)
     model.to(device)
     logits = predict(model, x, cfg.batch_size, device)
     result: dict[str, Any] = {
-        "run": str(run_dir), "weights": str(path), "model": spec.name, "dataset": data.name, "split": cfg.split,
-        "images": len(y), "top1": round(topk_accuracy(logits, y, 1), 6), "top5": round(topk_accuracy(logits, y, 5), 6),
-        "ece": round(expected_calibration_error(logits, y), 6), "params": count_params(model),
+        "run": str(run_dir),
+        "weights": str(path),
+        "model": spec.name,
+        "dataset": data.name,
+        "split": cfg.split,
+        "images": len(y),
+        "top1": round(topk_accuracy(logits, y, 1), 6),
+        "top5": round(topk_accuracy(logits, y, 5), 6),
+        "ece": round(expected_calibration_error(logits, y), 6),
+        "params": count_params(model),
         **speed(model, x[:1].to(device).float().div(255)),
     }
     summary = read_json(run_dir / "summary.json") or {}
@@ -70,8 +80,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         result["teacher_agreement"] = round((t_logits.argmax(1) == logits.argmax(1)).float().mean().item(), 6)
     write_json(run_dir / "eval.json", result)
     keys = ("top1", "top5", "ece", "teacher_top1", "teacher_agreement", "params", "latency_ms", "images_per_s")
-    print_table(f"{spec.name} on {data.name} {cfg.split} ({len(y)} images): {run_dir}", ["metric", "value"],
-                [[k, result[k]] for k in keys if k in result])
+    print_table(
+        f"{spec.name} on {data.name} {cfg.split} ({len(y)} images): {run_dir}",
+        ["metric", "value"],
+        [[k, result[k]] for k in keys if k in result],
+    )
     return result
 
 

@@ -56,9 +56,18 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     meta = {
         "model": spec.name,
         "classes": spec.classes,
-        "input": {"name": "images", "dtype": "float32", "layout": "NCHW", "range": [0.0, 1.0],
-                  "channels": spec.in_channels, "height": spec.image_size[0], "width": spec.image_size[1],
-                  "normalization": "inside the graph", "mean": spec.mean, "std": spec.std},
+        "input": {
+            "name": "images",
+            "dtype": "float32",
+            "layout": "NCHW",
+            "range": [0.0, 1.0],
+            "channels": spec.in_channels,
+            "height": spec.image_size[0],
+            "width": spec.image_size[1],
+            "normalization": "inside the graph",
+            "mean": spec.mean,
+            "std": spec.std,
+        },
         "output": {"name": "logits", "shape": ["batch", spec.num_classes]},
         "opset": cfg.opset,
         "weights": str(weights),
@@ -66,8 +75,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     }
     meta_path = out.with_name("model.json") if out.name == "model.onnx" else out.with_suffix(".json")
     write_json(meta_path, meta)
-    console.print(f"onnxruntime check on {len(images)} test images: max abs diff {diff:.2e} "
-                  f"(tolerance {cfg.tolerance:g}) [green]OK[/green]")
+    console.print(
+        f"onnxruntime check on {len(images)} test images: max abs diff {diff:.2e} "
+        f"(tolerance {cfg.tolerance:g}) [green]OK[/green]"
+    )
     console.print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB) and {meta_path}")
     return {"stage": "export", "onnx": str(out), "model_json": str(meta_path), "max_abs_diff": diff}
 

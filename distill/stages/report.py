@@ -46,12 +46,22 @@ def report(root: Path) -> dict[str, Any]:
     print_table(
         f"{len(runs)} runs in {root}" + (" (mean ± std over seeds)" if "seed" in keys else ""),
         [*setting_keys, "seeds", "test acc", "val acc", "teacher acc", "train s"],
-        [[*(r[k] for k in setting_keys), r["runs"], acc(r), r["val_acc_mean"], r["teacher_test_acc"],
-          r["train_seconds_mean"]] for r in rows],
+        [
+            [
+                *(r[k] for k in setting_keys),
+                r["runs"],
+                acc(r),
+                r["val_acc_mean"],
+                r["teacher_test_acc"],
+                r["train_seconds_mean"],
+            ]
+            for r in rows
+        ],
     )
     if rows and max(r["runs"] for r in rows) == 1:
-        log.warning("one seed per setting: differences under ~0.5%% on small test sets are noise; "
-                    "sweep seed=0,1,2 as well")
+        log.warning(
+            "one seed per setting: differences under ~0.5%% on small test sets are noise; sweep seed=0,1,2 as well"
+        )
     log.info("wrote %s, %s%s", root / "sweep.csv", root / "sweep_runs.csv", f", {png}" if png else "")
     return {"stage": "report", "runs": len(runs), "swept": keys, "rows": rows}
 

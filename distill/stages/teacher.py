@@ -1,6 +1,6 @@
 """``distill teacher``: supervised training of a teacher (cross-entropy on the labels).
 
-    distill teacher teacher=resnet18 dataset=mnist5k
+distill teacher teacher=resnet18 dataset=mnist5k
 """
 
 from __future__ import annotations
@@ -60,8 +60,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "dataset_key": dataset_key(cfg),
     }
     write_json(run_dir / "summary.json", summary)
-    print_table(f"teacher {spec.name} on {data.name} (best epoch {result.best_epoch} by val acc)", MODEL_COLUMNS,
-                [model_row(f"teacher {spec.name}", desc)])
+    print_table(
+        f"teacher {spec.name} on {data.name} (best epoch {result.best_epoch} by val acc)",
+        MODEL_COLUMNS,
+        [model_row(f"teacher {spec.name}", desc)],
+    )
     return summary
 
 

@@ -66,9 +66,13 @@ def _train_teacher_first(cfg: DictConfig) -> Path:
     tcfg.paths.output_dir = str(Path(cfg.paths.root) / "teacher" / stamp)
     for key in ("device", "precision", "threads", "progress", "num_workers", "channels_last"):
         tcfg.trainer[key] = cfg.trainer[key]
-    log.warning("no finished teacher run of %s on %s under %s/: training it first in %s (later runs reuse it)",
-                cfg.teacher.name, cfg.dataset.get("_target_", "?").rsplit(".", 1)[-1], cfg.paths.root,
-                tcfg.paths.output_dir)
+    log.warning(
+        "no finished teacher run of %s on %s under %s/: training it first in %s (later runs reuse it)",
+        cfg.teacher.name,
+        cfg.dataset.get("_target_", "?").rsplit(".", 1)[-1],
+        cfg.paths.root,
+        tcfg.paths.output_dir,
+    )
     teacher_stage.run(tcfg)
     return Path(tcfg.paths.output_dir)
 
@@ -84,7 +88,9 @@ def _teacher_weights(cfg: DictConfig) -> Path | None:
     return run_dir / "checkpoints" / "best.safetensors"
 
 
-def load_teacher(cfg: DictConfig, data: Splits, device: torch.device, settings: TrainerSettings) -> tuple[nn.Module, Path]:
+def load_teacher(
+    cfg: DictConfig, data: Splits, device: torch.device, settings: TrainerSettings
+) -> tuple[nn.Module, Path]:
     """The teacher in eval mode without gradients, checked against the dataset's classes."""
     path = _teacher_weights(cfg)
     tensors, meta = read_weights(path)
@@ -96,8 +102,10 @@ def load_teacher(cfg: DictConfig, data: Splits, device: torch.device, settings: 
             "use a teacher trained on this dataset"
         )
     if list(spec.image_size) != list(data.image_size):
-        raise UserError(f"the teacher in {path} was trained on {spec.image_size} images, dataset {data.name} has "
-                        f"{list(data.image_size)}")
+        raise UserError(
+            f"the teacher in {path} was trained on {spec.image_size} images, dataset {data.name} has "
+            f"{list(data.image_size)}"
+        )
     model = build_from_spec(spec)
     load_state_into(model, tensors, path)
     model.to(device).eval().requires_grad_(False)
@@ -121,16 +129,30 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     student, spec, result, best = train_model(cfg, cfg.student, data, loss_fn, settings, device, run_dir, teacher)
     s_desc = describe(student, best, data, settings, device)
     t_desc = describe(teacher, teacher_path, data, settings, device) if teacher is not None else None
-    alone = [s for _, s in find_runs(Path(str(cfg.paths.root)), "train", alpha=0.0, student_key=model_key(cfg.student),
-                                     dataset_key=dataset_key(cfg), epochs=settings.epochs)]
+    alone = [
+        s
+        for _, s in find_runs(
+            Path(str(cfg.paths.root)),
+            "train",
+            alpha=0.0,
+            student_key=model_key(cfg.student),
+            dataset_key=dataset_key(cfg),
+            epochs=settings.epochs,
+        )
+    ]
     alone_accs = [s["test_acc"] for s in alone]
-    student_alone = ({"test_acc_mean": round(sum(alone_accs) / len(alone_accs), 6), "runs": len(alone_accs)}
-                     if alone_accs and alpha > 0 else None)
+    student_alone = (
+        {"test_acc_mean": round(sum(alone_accs) / len(alone_accs), 6), "runs": len(alone_accs)}
+        if alone_accs and alpha > 0
+        else None
+    )
     warnings = []
     if t_desc and student_alone and t_desc["test_acc"] <= student_alone["test_acc_mean"]:
-        warnings.append(f"the teacher ({t_desc['test_acc']:.4f}) is not above the student trained alone "
-                        f"({student_alone['test_acc_mean']:.4f}, {student_alone['runs']} runs): distillation cannot "
-                        "be expected to help; train a stronger teacher")
+        warnings.append(
+            f"the teacher ({t_desc['test_acc']:.4f}) is not above the student trained alone "
+            f"({student_alone['test_acc_mean']:.4f}, {student_alone['runs']} runs): distillation cannot "
+            "be expected to help; train a stronger teacher"
+        )
     for w in warnings:
         log.warning(w)
     summary = {
@@ -162,10 +184,15 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     rows = [model_row(f"teacher {cfg.teacher.name}", t_desc)] if t_desc else []
     rows.append(model_row(f"student {spec.name}" + (" (distilled)" if alpha > 0 else " (alone)"), s_desc))
     if student_alone:
-        rows.append([f"student alone ({student_alone['runs']} runs)", student_alone["test_acc_mean"], None, None, None,
-                     None])
-    print_table(f"{data.name}: T={T:g} alpha={alpha:g} loss={cfg.distill.loss}, best epoch {result.best_epoch}/"
-                f"{settings.epochs} by val acc; run {run_dir}", MODEL_COLUMNS, rows)
+        rows.append(
+            [f"student alone ({student_alone['runs']} runs)", student_alone["test_acc_mean"], None, None, None, None]
+        )
+    print_table(
+        f"{data.name}: T={T:g} alpha={alpha:g} loss={cfg.distill.loss}, best epoch {result.best_epoch}/"
+        f"{settings.epochs} by val acc; run {run_dir}",
+        MODEL_COLUMNS,
+        rows,
+    )
     return summary
 
 

@@ -22,8 +22,14 @@ from distill.stages.common import build_from_spec, model_spec, plain_config
 log = logging.getLogger("distill")
 
 
-def describe(model: nn.Module, weights_path: Path | None, data: Splits, settings: TrainerSettings,
-             device: torch.device, logits: torch.Tensor | None = None) -> dict[str, Any]:
+def describe(
+    model: nn.Module,
+    weights_path: Path | None,
+    data: Splits,
+    settings: TrainerSettings,
+    device: torch.device,
+    logits: torch.Tensor | None = None,
+) -> dict[str, Any]:
     """Test accuracy, parameters, size on disk, latency per image and inference throughput."""
     if logits is None:
         logits = predict(model, data.test_x, settings.eval_batch_size, device, channels_last=settings.channels_last)
@@ -37,8 +43,14 @@ def describe(model: nn.Module, weights_path: Path | None, data: Splits, settings
 
 
 def train_model(
-    cfg: DictConfig, node: DictConfig, data: Splits, loss_fn: nn.Module, settings: TrainerSettings,
-    device: torch.device, run_dir: Path, teacher: nn.Module | None = None,
+    cfg: DictConfig,
+    node: DictConfig,
+    data: Splits,
+    loss_fn: nn.Module,
+    settings: TrainerSettings,
+    device: torch.device,
+    run_dir: Path,
+    teacher: nn.Module | None = None,
 ) -> tuple[nn.Module, ModelSpec, FitResult, Path]:
     """Builds the model of ``node``, trains it, and returns it holding its best (by validation) weights."""
     spec = model_spec(node, data)
@@ -48,14 +60,36 @@ def train_model(
         model.to(memory_format=torch.channels_last)
     optimizer = instantiate(cfg.optim)(params=model.parameters())
     scheduler = instantiate(cfg.sched)(optimizer=optimizer)
-    log.info("training %s (%s parameters) on %s: %d train / %d val / %d test images, augment=%s, device %s",
-             spec.name, f"{count_params(model):,}", data.name, len(data.train_y), len(data.val_y), len(data.test_y),
-             data.augment, device)
-    result = fit(model, loss_fn, data, optimizer, scheduler, settings, run_dir, spec, plain_config(cfg),
-                 int(cfg.seed), teacher=teacher)
+    log.info(
+        "training %s (%s parameters) on %s: %d train / %d val / %d test images, augment=%s, device %s",
+        spec.name,
+        f"{count_params(model):,}",
+        data.name,
+        len(data.train_y),
+        len(data.val_y),
+        len(data.test_y),
+        data.augment,
+        device,
+    )
+    result = fit(
+        model,
+        loss_fn,
+        data,
+        optimizer,
+        scheduler,
+        settings,
+        run_dir,
+        spec,
+        plain_config(cfg),
+        int(cfg.seed),
+        teacher=teacher,
+    )
     if result.bn_recalibrated_images:
-        log.info("BatchNorm statistics were recomputed on %d training images before every evaluation "
-                 "(trainer.bn_recalibrate=false turns this off)", result.bn_recalibrated_images)
+        log.info(
+            "BatchNorm statistics were recomputed on %d training images before every evaluation "
+            "(trainer.bn_recalibrate=false turns this off)",
+            result.bn_recalibrated_images,
+        )
     best = run_dir / "checkpoints" / "best.safetensors"
     tensors, _ = read_weights(best)
     load_state_into(model, tensors, best)

@@ -63,8 +63,15 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args, needles
     assert not Path("/nonexistent").exists()
 
 
-@pytest.mark.parametrize("kind,needle", [("pickle", "is a pickle"), ("raw", "is a pickle"),
-                                         ("corrupt", "not a safetensors"), ("foreign", "without distill")])
+@pytest.mark.parametrize(
+    "kind,needle",
+    [
+        ("pickle", "is a pickle"),
+        ("raw", "is a pickle"),
+        ("corrupt", "not a safetensors"),
+        ("foreign", "without distill"),
+    ],
+)
 def test_bad_weight_files_are_refused_without_unpickling(tmp_path, bad_files, kind, needle):
     result = run_cli("eval", f"run={bad_files[kind]}", cwd=tmp_path, timeout=120)
     _check_one_line_error(result, needle)

@@ -31,8 +31,16 @@ def workdir(tmp_path_factory) -> Path:
 def test_train_writes_a_self_describing_run_folder(workdir):
     (run,) = _runs(workdir, "train")
     (teacher_run,) = _runs(workdir, "teacher")
-    for name in ("config.yaml", ".hydra/config.yaml", "train.log", "env.json", "summary.json",
-                 "checkpoints/best.safetensors", "checkpoints/last.safetensors", "checkpoints/state.pt"):
+    for name in (
+        "config.yaml",
+        ".hydra/config.yaml",
+        "train.log",
+        "env.json",
+        "summary.json",
+        "checkpoints/best.safetensors",
+        "checkpoints/last.safetensors",
+        "checkpoints/state.pt",
+    ):
         assert (run / name).is_file(), name
     lines = (run / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(ln)["epoch"] for ln in lines] == [1, 2, 3]
@@ -47,7 +55,8 @@ def test_train_writes_a_self_describing_run_folder(workdir):
     state = load_state(run / "checkpoints" / "state.pt")
     assert state["epoch"] == 3 and "optimizer" in state
     model, spec, config, _ = load_model(run)
-    assert spec.name == "mlp" and config["distill"]["temperature"] == 4.0 and spec.classes == [str(i) for i in range(10)]
+    assert spec.name == "mlp" and config["distill"]["temperature"] == 4.0
+    assert spec.classes == [str(i) for i in range(10)]
 
 
 def test_second_run_reuses_the_teacher(workdir):
@@ -107,8 +116,19 @@ def test_help_lists_stages_and_every_group(tmp_path):
     assert top.returncode == 0 and all(s in top.stdout for s in ("train", "teacher", "eval", "export", "report"))
     stage = run_cli("train", "--help", cwd=tmp_path)
     assert stage.returncode == 0
-    for text in ("teacher:", "student:", "dataset:", "distill:", "optim:", "sched:", "trainer:",
-                 "resnet152", "mobilenet", "mnist5k", "imagefolder"):
+    for text in (
+        "teacher:",
+        "student:",
+        "dataset:",
+        "distill:",
+        "optim:",
+        "sched:",
+        "trainer:",
+        "resnet152",
+        "mobilenet",
+        "mnist5k",
+        "imagefolder",
+    ):
         assert text in stage.stdout, text
 
 
@@ -121,7 +141,8 @@ def test_imagefolder_student_and_a_teacher_of_other_classes(workdir, tmp_path):
             (tmp_path / "imgs" / split / cls).mkdir(parents=True)
             for i in range(n):
                 Image.fromarray(rng.randint(0, 256, (20, 24, 3), dtype=np.uint8)).save(
-                    tmp_path / "imgs" / split / cls / f"{i}.png")
+                    tmp_path / "imgs" / split / cls / f"{i}.png"
+                )
     folder = ["dataset=imagefolder", f"dataset.root={tmp_path / 'imgs'}", "dataset.image_size=16"]
     alone = run_cli("train", *TINY, *folder, "distill.alpha=0", "trainer.epochs=1", cwd=tmp_path)
     assert alone.returncode == 0, alone.stderr[-3000:]

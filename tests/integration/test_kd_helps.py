@@ -16,9 +16,18 @@ def test_distilled_student_beats_its_no_teacher_twin(make_cfg, tmp_path):
     assert teacher["test_acc"] > 0.95
 
     def student(alpha: float, seed: int) -> float:
-        cfg = make_cfg("train", [f"teacher.checkpoint={tmp_path / 'teacher'}", "student=mlp",
-                                 "student.kwargs.hidden=[128]", f"distill.alpha={alpha}", f"seed={seed}", *FAST],
-                       run_dir=tmp_path / f"student_{alpha}_{seed}")
+        cfg = make_cfg(
+            "train",
+            [
+                f"teacher.checkpoint={tmp_path / 'teacher'}",
+                "student=mlp",
+                "student.kwargs.hidden=[128]",
+                f"distill.alpha={alpha}",
+                f"seed={seed}",
+                *FAST,
+            ],
+            run_dir=tmp_path / f"student_{alpha}_{seed}",
+        )
         return train_stage.run(cfg)["test_acc"]
 
     alone = [student(0.0, s) for s in SEEDS]

@@ -42,8 +42,17 @@ def test_mnist_idx_files_round_trip(tmp_path, loader, folder):
     assert sorted(map(bytes, together)) == sorted(map(bytes, tr_x.astype(np.uint8)))
 
 
-def _cifar_files(tmp_path: Path, monkeypatch, cls, folder: str, train_names: list[str], label_key: str,
-                 meta_name: str, meta_key: str, n_classes: int) -> np.ndarray:
+def _cifar_files(
+    tmp_path: Path,
+    monkeypatch,
+    cls,
+    folder: str,
+    train_names: list[str],
+    label_key: str,
+    meta_name: str,
+    meta_key: str,
+    n_classes: int,
+) -> np.ndarray:
     base = tmp_path / folder
     base.mkdir()
     test_x = RNG.randint(0, 256, (6, 3, 32, 32)).astype(np.uint8)
@@ -68,8 +77,17 @@ def _cifar_files(tmp_path: Path, monkeypatch, cls, folder: str, train_names: lis
 def test_cifar10_batches_round_trip(tmp_path, monkeypatch):
     import torchvision
 
-    test_x = _cifar_files(tmp_path, monkeypatch, torchvision.datasets.CIFAR10, "cifar-10-batches-py",
-                          [f"data_batch_{i}" for i in range(1, 6)], "labels", "batches.meta", "label_names", 10)
+    test_x = _cifar_files(
+        tmp_path,
+        monkeypatch,
+        torchvision.datasets.CIFAR10,
+        "cifar-10-batches-py",
+        [f"data_batch_{i}" for i in range(1, 6)],
+        "labels",
+        "batches.meta",
+        "label_names",
+        10,
+    )
     data = cifar10(str(tmp_path), val_fraction=0.1)
     assert data.test_x.shape == (6, 3, 32, 32) and np.array_equal(data.test_x.numpy(), test_x)
     assert data.classes == [f"class {i}" for i in range(10)] and len(data.train_y) + len(data.val_y) == 20
@@ -79,8 +97,17 @@ def test_cifar10_batches_round_trip(tmp_path, monkeypatch):
 def test_cifar100_batches_round_trip(tmp_path, monkeypatch):
     import torchvision
 
-    test_x = _cifar_files(tmp_path, monkeypatch, torchvision.datasets.CIFAR100, "cifar-100-python", ["train"],
-                          "fine_labels", "meta", "fine_label_names", 100)
+    test_x = _cifar_files(
+        tmp_path,
+        monkeypatch,
+        torchvision.datasets.CIFAR100,
+        "cifar-100-python",
+        ["train"],
+        "fine_labels",
+        "meta",
+        "fine_label_names",
+        100,
+    )
     data = cifar100(str(tmp_path), val_fraction=0.25)
     assert np.array_equal(data.test_x.numpy(), test_x) and data.num_classes == 100
 

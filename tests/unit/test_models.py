@@ -8,8 +8,7 @@ from distill.models import cifar
 from distill.models.registry import ZOO, build_model, count_params
 
 # Parameter counts for 100 classes as published in CRD's (Tian et al. 2020) tables.
-PUBLISHED_M = {"resnet8x4": 1.23, "resnet32x4": 7.43, "wrn_16_2": 0.70, "wrn_40_2": 2.26, "vgg8": 3.96,
-               "vgg13": 9.46}
+PUBLISHED_M = {"resnet8x4": 1.23, "resnet32x4": 7.43, "wrn_16_2": 0.70, "wrn_40_2": 2.26, "vgg8": 3.96, "vgg13": 9.46}
 
 
 @pytest.mark.parametrize("name", sorted(PUBLISHED_M))
@@ -28,8 +27,16 @@ def test_hinton_mlp_has_the_papers_size():
     assert count_params(model) == 784 * 800 + 800 + 800 * 800 + 800 + 800 * 10 + 10
 
 
-@pytest.mark.parametrize("name,size", [("resnet18", (8, 8)), ("mobilenet_v3_small", (28, 28)), ("lenet5", (8, 8)),
-                                       ("alexnet", (8, 8)), ("vgg8", (28, 28))])
+@pytest.mark.parametrize(
+    "name,size",
+    [
+        ("resnet18", (8, 8)),
+        ("mobilenet_v3_small", (28, 28)),
+        ("lenet5", (8, 8)),
+        ("alexnet", (8, 8)),
+        ("vgg8", (28, 28)),
+    ],
+)
 def test_models_adapt_to_grey_small_images_and_class_count(name, size):
     model = build_model(name, 7, 1, size, (0.5,), (0.25,)).eval()
     assert model(torch.rand(3, 1, *size)).shape == (3, 7)
