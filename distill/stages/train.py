@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from distill.data.base import Splits
-from distill.engine.checkpoint import load_state_into, read_weights, spec_of
+from distill.engine.checkpoint import load_state_into, read_weights, spec_of, weights_path
 from distill.engine.fit import TrainerSettings
 from distill.engine.runs import env_info, find_runs, write_json
 from distill.engine.tables import MODEL_COLUMNS, model_row, print_table
@@ -53,6 +53,11 @@ def validate(cfg: DictConfig) -> None:
     uses_teacher = isinstance(cfg.distill.alpha, (int, float)) and cfg.distill.alpha > 0
     check_training(cfg, errors, ("student", "teacher") if uses_teacher else ("student",))
     check_path(cfg.teacher.checkpoint, "teacher.checkpoint", errors)
+    if uses_teacher and cfg.teacher.checkpoint is not None and not errors:
+        try:
+            read_weights(weights_path(str(cfg.teacher.checkpoint)))  # refuses pickles and corrupt files
+        except UserError as e:
+            errors.append(f"teacher.checkpoint: {e}")
     raise_if(errors)
 
 
@@ -81,8 +86,7 @@ def _teacher_weights(cfg: DictConfig) -> Path | None:
     """The weights file to load the teacher from, training the teacher first if needed."""
     node = cfg.teacher
     if node.checkpoint is not None:
-        path = Path(str(node.checkpoint))
-        return path / "checkpoints" / "best.safetensors" if path.is_dir() else path
+        return weights_path(str(node.checkpoint))
     runs = find_runs(Path(str(cfg.paths.root)), "teacher", model_key=model_key(node), dataset_key=dataset_key(cfg))
     run_dir = runs[0][0] if runs else _train_teacher_first(cfg)
     return run_dir / "checkpoints" / "best.safetensors"

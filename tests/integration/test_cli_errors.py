@@ -75,3 +75,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args, needles
 def test_bad_weight_files_are_refused_without_unpickling(tmp_path, bad_files, kind, needle):
     result = run_cli("eval", f"run={bad_files[kind]}", cwd=tmp_path, timeout=120)
     _check_one_line_error(result, needle)
+    if kind != "foreign":  # a plain safetensors state dict is a valid teacher checkpoint
+        result = run_cli("train", f"teacher.checkpoint={bad_files[kind]}", cwd=tmp_path, timeout=120)
+        _check_one_line_error(result, "teacher.checkpoint", needle)
+        assert not (tmp_path / "outputs").exists()
