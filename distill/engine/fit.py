@@ -33,7 +33,7 @@ class TrainerSettings:
     num_workers: int = 0
     channels_last: bool = True
     bn_recalibrate: bool = True
-    bn_recalibrate_batches: int = 50
+    bn_recalibrate_batches: int = 10
     eval_batch_size: int = 512
     threads: int | None = None
     progress: str = "auto"

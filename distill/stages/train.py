@@ -119,6 +119,14 @@ def load_teacher(
     return model, path
 
 
+def _student_alone(cfg: DictConfig, epochs: int) -> dict[str, Any] | None:
+    """Mean test accuracy of finished alpha=0 runs of the same student, data and epochs, if any."""
+    root = Path(str(cfg.paths.root))
+    match = {"alpha": 0.0, "student_key": model_key(cfg.student), "dataset_key": dataset_key(cfg), "epochs": epochs}
+    accs = [s["test_acc"] for _, s in find_runs(root, "train", **match)]
+    return {"test_acc_mean": round(sum(accs) / len(accs), 6), "runs": len(accs)} if accs else None
+
+
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Distils ``cfg.teacher`` into ``cfg.student`` on ``cfg.dataset``; returns (and writes) the summary."""
     validate(cfg)
@@ -133,23 +141,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     student, spec, result, best = train_model(cfg, cfg.student, data, loss_fn, settings, device, run_dir, teacher)
     s_desc = describe(student, best, data, settings, device)
     t_desc = describe(teacher, teacher_path, data, settings, device) if teacher is not None else None
-    alone = [
-        s
-        for _, s in find_runs(
-            Path(str(cfg.paths.root)),
-            "train",
-            alpha=0.0,
-            student_key=model_key(cfg.student),
-            dataset_key=dataset_key(cfg),
-            epochs=settings.epochs,
-        )
-    ]
-    alone_accs = [s["test_acc"] for s in alone]
-    student_alone = (
-        {"test_acc_mean": round(sum(alone_accs) / len(alone_accs), 6), "runs": len(alone_accs)}
-        if alone_accs and alpha > 0
-        else None
-    )
+    student_alone = _student_alone(cfg, settings.epochs) if alpha > 0 else None
     warnings = []
     if t_desc and student_alone and t_desc["test_acc"] <= student_alone["test_acc_mean"]:
         warnings.append(
