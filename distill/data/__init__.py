@@ -1,0 +1,1 @@
+"""Datasets as in-memory uint8 splits (knows nothing of models)."""

@@ -1,0 +1,1 @@
+"""The training loop, checkpoints, metrics and run folders shared by every stage."""

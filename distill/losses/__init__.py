@@ -1,0 +1,1 @@
+"""Distillation losses: they see tensors only, never a model or a dataset."""

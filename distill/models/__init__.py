@@ -1,0 +1,1 @@
+"""Model registry and architectures (they know nothing of distillation)."""
