@@ -147,15 +147,36 @@ def weights_path(run: str | Path) -> Path:
     return path
 
 
-def check_weights(run: str | Path) -> Path:
-    """Raises UserError unless ``run`` is a distill weights file (or a run folder holding one)."""
-    path = weights_path(run)
-    _, meta = read_weights(path)
-    if spec_of(meta, path) is None:
+def build_from_spec(spec: ModelSpec, weights: str | None = None) -> nn.Module:
+    """A fresh model of the architecture ``spec`` describes (random or torchvision weights)."""
+    from distill.models.registry import build_model
+
+    return build_model(
+        spec.name,
+        spec.num_classes,
+        spec.in_channels,
+        tuple(spec.image_size),
+        tuple(spec.mean),
+        tuple(spec.std),
+        weights=weights,
+        kwargs=spec.kwargs,
+    )
+
+
+def _required_spec(meta: dict[str, str], path: Path) -> ModelSpec:
+    spec = spec_of(meta, path)
+    if spec is None:
         raise UserError(
             f"{path} is a safetensors file without distill's model description; "
             "pass a file written by distill teacher/train"
         )
+    return spec
+
+
+def check_weights(run: str | Path) -> Path:
+    """Raises UserError unless ``run`` is a distill weights file (or a run folder holding one)."""
+    path = weights_path(run)
+    _required_spec(read_weights(path)[1], path)
     return path
 
 
@@ -165,24 +186,9 @@ def load_model(run: str | Path) -> tuple[nn.Module, ModelSpec, dict, Path]:
     Returns:
         The model, its spec, the config it was trained with, and the weights file's path.
     """
-    from distill.models.registry import build_model
-
     path = weights_path(run)
     tensors, meta = read_weights(path)
-    spec = spec_of(meta, path)
-    if spec is None:
-        raise UserError(
-            f"{path} is a safetensors file without distill's model description; "
-            "pass a file written by distill teacher/train"
-        )
-    model = build_model(
-        spec.name,
-        spec.num_classes,
-        spec.in_channels,
-        tuple(spec.image_size),
-        tuple(spec.mean),
-        tuple(spec.std),
-        kwargs=spec.kwargs,
-    )
+    spec = _required_spec(meta, path)
+    model = build_from_spec(spec)
     load_state_into(model, tensors, path)
     return model.eval(), spec, json.loads(meta.get("config", "{}") or "{}"), path

@@ -21,7 +21,7 @@ from distill.engine.checkpoint import ModelSpec
 from distill.engine.fit import TrainerSettings
 from distill.errors import UserError, closest
 from distill.losses.kd import LOSS_KINDS
-from distill.models.registry import Classifier, available_models, build_model
+from distill.models.registry import available_models
 
 log = logging.getLogger("distill")
 
@@ -147,19 +147,6 @@ def model_spec(node: DictConfig, data: Splits) -> ModelSpec:
         std=list(data.std),
         classes=list(data.classes),
         kwargs=_plain(node.get("kwargs")) or {},
-    )
-
-
-def build_from_spec(spec: ModelSpec, weights: str | None = None) -> Classifier:
-    return build_model(
-        spec.name,
-        spec.num_classes,
-        spec.in_channels,
-        tuple(spec.image_size),
-        tuple(spec.mean),
-        tuple(spec.std),
-        weights=weights,
-        kwargs=spec.kwargs,
     )
 
 

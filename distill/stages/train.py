@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from distill.data.base import Splits
-from distill.engine.checkpoint import load_state_into, read_weights, spec_of, weights_path
+from distill.engine.checkpoint import build_from_spec, load_state_into, read_weights, spec_of, weights_path
 from distill.engine.fit import TrainerSettings
 from distill.engine.runs import env_info, find_runs, write_json
 from distill.engine.tables import MODEL_COLUMNS, model_row, print_table
@@ -27,7 +27,6 @@ from distill.errors import UserError
 from distill.losses.kd import KDLoss
 from distill.stages import teacher as teacher_stage
 from distill.stages.common import (
-    build_from_spec,
     check_distill,
     check_path,
     check_training,

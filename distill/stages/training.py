@@ -12,12 +12,12 @@ from omegaconf import DictConfig
 from torch import nn
 
 from distill.data.base import Splits
-from distill.engine.checkpoint import ModelSpec, load_state_into, read_weights
+from distill.engine.checkpoint import ModelSpec, build_from_spec, load_state_into, read_weights
 from distill.engine.fit import FitResult, TrainerSettings, fit
 from distill.engine.loop import predict
 from distill.engine.metrics import speed, topk_accuracy
 from distill.models.registry import count_params
-from distill.stages.common import build_from_spec, model_spec, plain_config
+from distill.stages.common import model_spec, plain_config
 
 log = logging.getLogger("distill")
 

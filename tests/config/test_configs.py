@@ -8,7 +8,8 @@ from hydra.utils import instantiate
 
 from distill import config_dir
 from distill.cli import STAGES
-from distill.stages.common import build_from_spec, model_spec
+from distill.engine.checkpoint import build_from_spec
+from distill.stages.common import model_spec
 
 CONF = Path(config_dir())
 
