@@ -22,10 +22,10 @@ class _EpochBatches(Dataset):
     def __len__(self) -> int:
         return (len(self.order) + self.batch_size - 1) // self.batch_size
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         idx = self.order[i * self.batch_size : (i + 1) * self.batch_size]
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + i)
-        return augment_batch(self.x[idx], self.augment, g), self.y[idx]
+        return augment_batch(self.x[idx], self.augment, g), self.y[idx], idx
 
 
 class BatchLoader:
@@ -40,6 +40,7 @@ class BatchLoader:
         num_workers: 0 prepares batches in the training process (fastest for small in-memory
             data); more uses DataLoader worker processes, worthwhile when augmentation is heavy.
         channels_last: hand images over in channels-last memory format.
+        with_index: also yield each batch's positions in ``x`` (for per-sample memory banks).
     """
 
     def __init__(
@@ -55,11 +56,13 @@ class BatchLoader:
         num_workers: int = 0,
         channels_last: bool = False,
         drop_last: bool = False,
+        with_index: bool = False,
     ) -> None:
         self.x, self.y = x, y
         self.batch_size, self.shuffle, self.augment, self.seed = batch_size, shuffle, augment, seed
         self.device = torch.device(device)
         self.num_workers, self.channels_last, self.drop_last = num_workers, channels_last, drop_last
+        self.with_index = with_index
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -77,14 +80,15 @@ class BatchLoader:
             order = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed * 7919 + self.epoch))
         return order[: len(self) * self.batch_size] if self.drop_last else order
 
-    def _to_device(self, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _to_device(self, xb: torch.Tensor, yb: torch.Tensor, ib: torch.Tensor) -> tuple[torch.Tensor, ...]:
         nb = self.device.type == "cuda"
         xb = xb.to(self.device, non_blocking=nb).float().div_(255.0)
         if self.channels_last:
             xb = xb.contiguous(memory_format=torch.channels_last)
-        return xb, yb.to(self.device, non_blocking=nb)
+        yb = yb.to(self.device, non_blocking=nb)
+        return (xb, yb, ib.to(self.device, non_blocking=nb)) if self.with_index else (xb, yb)
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         ds = _EpochBatches(
             self.x, self.y, self._order(), self.batch_size, self.augment, self.seed * 104729 + self.epoch
         )
@@ -100,5 +104,5 @@ class BatchLoader:
             pin_memory=self.device.type == "cuda",
             persistent_workers=False,
         )
-        for xb, yb in loader:
-            yield self._to_device(xb, yb)
+        for xb, yb, ib in loader:
+            yield self._to_device(xb, yb, ib)

@@ -15,9 +15,10 @@ from torch import nn
 from distill.data.base import Splits
 from distill.engine.batches import BatchLoader
 from distill.engine.checkpoint import ModelSpec, save_state, save_weights
-from distill.engine.loop import predict, recalibrate_bn, train_one_epoch
+from distill.engine.loop import Teachers, predict, recalibrate_bn, train_one_epoch
 from distill.engine.metrics import topk_accuracy
 from distill.engine.progress import EpochProgress
+from distill.engine.taps import Taps
 
 log = logging.getLogger("distill")
 
@@ -65,7 +66,9 @@ def fit(
     spec: ModelSpec,
     config: dict,
     seed: int,
-    teacher: nn.Module | None = None,
+    teachers: Teachers | None = None,
+    student_taps: Taps | None = None,
+    with_index: bool = False,
 ) -> FitResult:
     """Trains ``model``, keeping ``checkpoints/best.safetensors`` (by validation accuracy) and ``last``.
 
@@ -83,6 +86,7 @@ def fit(
         device=device,
         num_workers=settings.num_workers,
         channels_last=cl,
+        with_index=with_index,
     )
     calib = BatchLoader(
         data.train_x, data.train_y, settings.batch_size, shuffle=True, seed=seed + 1, device=device, channels_last=cl
@@ -104,7 +108,8 @@ def fit(
                 loss_fn,
                 loader,
                 optimizer,
-                teacher=teacher,
+                teachers=teachers,
+                student_taps=student_taps,
                 precision=settings.precision,
                 scaler=scaler,
                 on_step=on_step,

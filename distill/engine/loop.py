@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from distill.engine.batches import BatchLoader
+from distill.engine.taps import Taps
 from distill.errors import UserError
 
 
@@ -36,13 +37,40 @@ class EpochStats:
         return self.images / max(self.seconds, 1e-9)
 
 
+class Teachers:
+    """The teacher side of a training step: one or more frozen teachers and the taps on the first.
+
+    A teacher is a module called on the batch's images (a network, an ONNX session), or, when it
+    has ``takes_index = True``, on the batch's sample positions (precomputed logits).
+    """
+
+    def __init__(self, models: list, taps: Taps | None = None) -> None:
+        self.models, self.taps = list(models), taps
+
+    @property
+    def takes_index(self) -> bool:
+        return any(getattr(m, "takes_index", False) for m in self.models)
+
+    @torch.no_grad()
+    def __call__(
+        self, x: torch.Tensor, index: torch.Tensor | None, device: torch.device, precision: str
+    ) -> tuple[torch.Tensor | list[torch.Tensor], list[torch.Tensor]]:
+        outs = []
+        with autocast(device, precision):
+            for m in self.models:
+                outs.append(m(index) if getattr(m, "takes_index", False) else m(x))
+        feats = self.taps.take() if self.taps is not None else []
+        return (outs[0] if len(outs) == 1 else outs), feats
+
+
 def train_one_epoch(
     student: nn.Module,
     loss_fn: Callable,
     loader: BatchLoader,
     optimizer: torch.optim.Optimizer,
     *,
-    teacher: nn.Module | None = None,
+    teachers: Teachers | None = None,
+    student_taps: Taps | None = None,
     precision: str = "32",
     scaler: torch.amp.GradScaler | None = None,
     on_step: Callable[[int, float, float, int], None] | None = None,
@@ -50,23 +78,26 @@ def train_one_epoch(
 ) -> EpochStats:
     """Trains ``student`` for one pass over ``loader``.
 
-    ``loss_fn(student_logits, teacher_logits_or_None, labels)`` returns ``(loss, parts)``. The
-    teacher, when given, runs without autograd on the same augmented batch as the student.
-    A NaN or infinite loss stops the run with a :class:`UserError` naming the epoch and step.
+    ``loss_fn(s_logits, t_logits, y, s_feats=, t_feats=, index=, epoch=)`` returns
+    ``(loss, parts)`` (see :class:`distill.losses.combined.DistillLoss`). The teachers run without
+    autograd on the same augmented batch as the student. A NaN or infinite loss stops the run with
+    a :class:`UserError` naming the epoch and step.
     """
     student.train()
+    if isinstance(loss_fn, nn.Module):
+        loss_fn.train()
     device = loader.device
     total_loss, correct, seen = 0.0, 0, 0
     parts_sum: dict[str, float] = {}
     start = time.perf_counter()
-    for step, (x, y) in enumerate(loader):
-        t_logits = None
-        if teacher is not None:
-            with torch.no_grad(), autocast(device, precision):
-                t_logits = teacher(x)
+    for step, batch in enumerate(loader):
+        x, y = batch[0], batch[1]
+        index = batch[2] if len(batch) > 2 else None
+        t_logits, t_feats = teachers(x, index, device, precision) if teachers is not None else (None, [])
         with autocast(device, precision):
             s_logits = student(x)
-        loss, parts = loss_fn(s_logits, t_logits, y)
+        s_feats = student_taps.take() if student_taps is not None else []
+        loss, parts = loss_fn(s_logits, t_logits, y, s_feats=s_feats, t_feats=t_feats, index=index, epoch=epoch)
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()
@@ -109,7 +140,7 @@ def predict(
     was_training = model.training
     model.eval()
     outs = []
-    for xb, _ in loader:
+    for xb, *_ in loader:
         with autocast(torch.device(device), precision):
             outs.append(model(xb).float().cpu())
     model.train(was_training)
@@ -143,7 +174,7 @@ def recalibrate_bn(model: nn.Module, loader: BatchLoader, max_batches: int) -> i
         m.momentum = None  # cumulative moving average: an exact mean over the batches seen
         m.train()
     seen = 0
-    for i, (x, _) in enumerate(loader):
+    for i, (x, *_) in enumerate(loader):
         if i >= max_batches:
             break
         model(x)

@@ -23,25 +23,45 @@ class KDLoss(nn.Module):
     (Hinton, Vinyals and Dean 2015, "Distilling the Knowledge in a Neural Network", section 2).
     ``soft_ce`` differs from ``kl`` only by the teacher's entropy, a constant: same gradients.
     ``alpha = 0`` is the student trained alone; the teacher is then not needed (``t`` may be None).
+    Options: ``label_smoothing`` smooths the hard labels of the CE term (Szegedy et al. 2016);
+    ``temperature_end`` moves T linearly from ``temperature`` at the first epoch to it at the last.
 
     Returns:
         The total loss and its parts (``soft``, ``hard``) as detached tensors.
     """
 
-    def __init__(self, temperature: float = 4.0, alpha: float = 0.5, kind: str = "kl") -> None:
+    def __init__(
+        self,
+        temperature: float = 4.0,
+        alpha: float = 0.5,
+        kind: str = "kl",
+        label_smoothing: float = 0.0,
+        temperature_end: float | None = None,
+        epochs: int = 1,
+    ) -> None:
         super().__init__()
         if kind not in LOSS_KINDS:
             raise ValueError(f"loss kind must be one of {LOSS_KINDS}, got {kind!r}")
         self.temperature = float(temperature)
         self.alpha = float(alpha)
         self.kind = kind
+        self.label_smoothing = float(label_smoothing)
+        self.temperature_end = None if temperature_end is None else float(temperature_end)
+        self.epochs = max(int(epochs), 1)
 
-    def soft(self, s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def temperature_at(self, epoch: int) -> float:
+        """``temperature``, or a linear schedule to ``temperature_end`` over the run's epochs."""
+        if self.temperature_end is None or self.epochs == 1:
+            return self.temperature
+        frac = min(max(epoch, 0) / (self.epochs - 1), 1.0)
+        return self.temperature + frac * (self.temperature_end - self.temperature)
+
+    def soft(self, s: torch.Tensor, t: torch.Tensor, epoch: int = 0) -> torch.Tensor:
         """The soft-target term, before weighting by alpha."""
         s, t = s.float(), t.float()
         if self.kind == "mse":
             return F.mse_loss(s, t)
-        T = self.temperature
+        T = self.temperature_at(epoch)
         log_ps = F.log_softmax(s / T, dim=1)
         if self.kind == "kl":
             loss = F.kl_div(log_ps, F.log_softmax(t / T, dim=1), reduction="batchmean", log_target=True)
@@ -50,13 +70,13 @@ class KDLoss(nn.Module):
         return loss * T * T
 
     def forward(
-        self, s: torch.Tensor, t: torch.Tensor | None, y: torch.Tensor
+        self, s: torch.Tensor, t: torch.Tensor | None, y: torch.Tensor, epoch: int = 0
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        hard = F.cross_entropy(s.float(), y)
+        hard = F.cross_entropy(s.float(), y, label_smoothing=self.label_smoothing)
         if self.alpha == 0:
             return hard, {"hard": hard.detach()}
         if t is None:
             raise ValueError("alpha > 0 needs teacher logits")
-        soft = self.soft(s, t)
+        soft = self.soft(s, t, epoch)
         total = self.alpha * soft + (1 - self.alpha) * hard
         return total, {"soft": soft.detach(), "hard": hard.detach()}

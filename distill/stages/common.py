@@ -12,14 +12,16 @@ from typing import Any
 
 import numpy as np
 import torch
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from distill import config_dir
 from distill.data.augment import AUGMENTS
 from distill.data.base import Splits
 from distill.engine.checkpoint import ModelSpec
 from distill.engine.fit import TrainerSettings
 from distill.errors import UserError, closest
+from distill.losses.base import Method
 from distill.losses.kd import LOSS_KINDS
 from distill.models.registry import available_models
 
@@ -103,6 +105,34 @@ def check_distill(cfg: DictConfig, errors: list[str]) -> None:
     _num(cfg, "distill.temperature", errors, lo=0, lo_open=True)
     _num(cfg, "distill.alpha", errors, lo=0, hi=1)
     _choice(cfg, "distill.loss", LOSS_KINDS, errors)
+    d = cfg.distill
+    if d.get("beta") is not None:
+        _num(cfg, "distill.beta", errors, lo=0)
+    if d.get("label_smoothing") is not None:
+        _num(cfg, "distill.label_smoothing", errors, lo=0, hi=0.99)
+    if d.get("temperature_end") is not None:
+        _num(cfg, "distill.temperature_end", errors, lo=0, lo_open=True)
+    for key in ("student_layers", "teacher_layers"):
+        value = plain_value(d.get(key))
+        if (
+            value is not None
+            and not isinstance(value, str)
+            and not (isinstance(value, list) and all(isinstance(v, str) for v in value))
+        ):
+            errors.append(f"distill.{key} must be auto, head or a list of layer names, got {value!r}")
+    method = d.get("method")
+    if method is not None:
+        target = method.get("_target_") if OmegaConf.is_dict(method) else None
+        try:
+            cls = get_class(str(target))
+        except Exception:  # noqa: BLE001 - hydra raises several kinds; all mean the same to the user
+            cls = None
+        if cls is None or not (isinstance(cls, type) and issubclass(cls, Method)):
+            known = sorted(p.stem for p in (Path(config_dir()) / "distill").glob("*.yaml"))
+            errors.append(
+                f"distill.method._target_={target!r} is not a distillation method; pick distill=NAME, "
+                f"one of: {', '.join(known)}"
+            )
 
 
 def check_path(value: Any, key: str, errors: list[str]) -> None:
@@ -132,7 +162,7 @@ def load_data(cfg: DictConfig) -> Splits:
     return instantiate(cfg.dataset, _convert_="all")
 
 
-def _plain(value: Any) -> Any:
+def plain_value(value: Any) -> Any:
     """A config node as plain Python containers (other values as they are)."""
     return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
 
@@ -146,13 +176,13 @@ def model_spec(node: DictConfig, data: Splits) -> ModelSpec:
         mean=list(data.mean),
         std=list(data.std),
         classes=list(data.classes),
-        kwargs=_plain(node.get("kwargs")) or {},
+        kwargs=plain_value(node.get("kwargs")) or {},
     )
 
 
 def model_key(node: DictConfig) -> dict[str, Any]:
     """What identifies a trained model's recipe: architecture, its arguments and its initial weights."""
-    return {"name": str(node.name), "kwargs": _plain(node.get("kwargs")) or {}, "weights": node.get("weights")}
+    return {"name": str(node.name), "kwargs": plain_value(node.get("kwargs")) or {}, "weights": node.get("weights")}
 
 
 def dataset_key(cfg: DictConfig) -> dict[str, Any]:

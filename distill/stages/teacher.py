@@ -11,6 +11,7 @@ from omegaconf import DictConfig
 
 from distill.engine.runs import env_info, write_json
 from distill.engine.tables import MODEL_COLUMNS, model_row, print_table
+from distill.losses.combined import DistillLoss
 from distill.losses.kd import KDLoss
 from distill.stages.common import (
     check_training,
@@ -40,7 +41,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     save_resolved_config(cfg, run_dir)
     write_json(run_dir / "env.json", env_info(device))
     data = load_data(cfg)
-    model, spec, result, best = train_model(cfg, cfg.teacher, data, KDLoss(alpha=0.0), settings, device, run_dir)
+    model, spec, result, best = train_model(
+        cfg, cfg.teacher, data, DistillLoss(KDLoss(alpha=0.0)), settings, device, run_dir
+    )
     desc = describe(model, best, data, settings, device)
     summary = {
         "stage": "teacher",

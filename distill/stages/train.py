@@ -15,15 +15,18 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from distill.data.base import Splits
 from distill.engine.checkpoint import build_from_spec, load_state_into, read_weights, spec_of, weights_path
 from distill.engine.fit import TrainerSettings
+from distill.engine.loop import Teachers
 from distill.engine.runs import env_info, find_runs, write_json
 from distill.engine.tables import MODEL_COLUMNS, model_row, print_table
 from distill.errors import UserError
+from distill.losses.combined import DistillLoss
 from distill.losses.kd import KDLoss
 from distill.stages import teacher as teacher_stage
 from distill.stages.common import (
@@ -46,13 +49,41 @@ from distill.stages.training import describe, train_model
 log = logging.getLogger("distill")
 
 
+def uses_teacher(cfg: DictConfig) -> bool:
+    """Whether the run needs a teacher: a logit term, or a method term that reads one."""
+    d = cfg.distill
+    if isinstance(d.alpha, (int, float)) and d.alpha > 0:
+        return True
+    beta = d.get("beta", 0)
+    if d.get("method") is None or not isinstance(beta, (int, float)) or beta <= 0:
+        return False
+    return bool(getattr(get_class(str(d.method._target_)), "uses_teacher", True))
+
+
+def build_loss(cfg: DictConfig, epochs: int) -> DistillLoss:
+    """The run's loss: hard labels, logit KD and the ``distill.method`` module, as configured."""
+    d = cfg.distill
+    kd = KDLoss(
+        temperature=float(d.temperature),
+        alpha=float(d.alpha),
+        kind=str(d.loss),
+        label_smoothing=float(d.get("label_smoothing", 0.0)),
+        temperature_end=d.get("temperature_end"),
+        epochs=epochs,
+    )
+    method = instantiate(d.method, _convert_="all") if d.get("method") is not None else None
+    return DistillLoss(kd, method, float(d.get("beta", 0.0)))
+
+
 def validate(cfg: DictConfig) -> None:
     errors: list[str] = []
     check_distill(cfg, errors)
-    uses_teacher = isinstance(cfg.distill.alpha, (int, float)) and cfg.distill.alpha > 0
-    check_training(cfg, errors, ("student", "teacher") if uses_teacher else ("student",))
+    if errors:
+        raise_if(errors)
+    uses_teacher_ = uses_teacher(cfg)
+    check_training(cfg, errors, ("student", "teacher") if uses_teacher_ else ("student",))
     check_path(cfg.teacher.checkpoint, "teacher.checkpoint", errors)
-    if uses_teacher and cfg.teacher.checkpoint is not None and not errors:
+    if uses_teacher_ and cfg.teacher.checkpoint is not None and not errors:
         try:
             read_weights(weights_path(str(cfg.teacher.checkpoint)))  # refuses pickles and corrupt files
         except UserError as e:
@@ -121,7 +152,13 @@ def load_teacher(
 def _student_alone(cfg: DictConfig, epochs: int) -> dict[str, Any] | None:
     """Mean test accuracy of finished alpha=0 runs of the same student, data and epochs, if any."""
     root = Path(str(cfg.paths.root))
-    match = {"alpha": 0.0, "student_key": model_key(cfg.student), "dataset_key": dataset_key(cfg), "epochs": epochs}
+    match = {
+        "alpha": 0.0,
+        "method": None,
+        "student_key": model_key(cfg.student),
+        "dataset_key": dataset_key(cfg),
+        "epochs": epochs,
+    }
     accs = [s["test_acc"] for _, s in find_runs(root, "train", **match)]
     return {"test_acc_mean": round(sum(accs) / len(accs), 6), "runs": len(accs)} if accs else None
 
@@ -132,15 +169,17 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     settings, device = setup(cfg)
     data = load_data(cfg)
     T, alpha = float(cfg.distill.temperature), float(cfg.distill.alpha)
-    teacher, teacher_path = load_teacher(cfg, data, device, settings) if alpha > 0 else (None, None)
+    loss_fn = build_loss(cfg, settings.epochs)
+    method_name = type(loss_fn.method).__name__ if loss_fn.method is not None and loss_fn.beta > 0 else None
+    teacher, teacher_path = load_teacher(cfg, data, device, settings) if loss_fn.uses_teacher else (None, None)
     run_dir = output_dir(cfg)
     save_resolved_config(cfg, run_dir)
     write_json(run_dir / "env.json", env_info(device))
-    loss_fn = KDLoss(temperature=T, alpha=alpha, kind=str(cfg.distill.loss))
-    student, spec, result, best = train_model(cfg, cfg.student, data, loss_fn, settings, device, run_dir, teacher)
+    teachers = Teachers([teacher]) if teacher is not None else None
+    student, spec, result, best = train_model(cfg, cfg.student, data, loss_fn, settings, device, run_dir, teachers)
     s_desc = describe(student, best, data, settings, device)
     t_desc = describe(teacher, teacher_path, data, settings, device) if teacher is not None else None
-    student_alone = _student_alone(cfg, settings.epochs) if alpha > 0 else None
+    student_alone = _student_alone(cfg, settings.epochs) if teacher is not None else None
     warnings = []
     if t_desc and student_alone and t_desc["test_acc"] <= student_alone["test_acc_mean"]:
         warnings.append(
@@ -166,6 +205,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "temperature": T,
         "alpha": alpha,
         "loss": str(cfg.distill.loss),
+        "method": method_name,
+        "beta": loss_fn.beta if method_name else None,
         "train_images_per_s": round(result.train_images_per_s, 1),
         "train_seconds": round(result.train_seconds, 2),
         "bn_recalibrated_images": result.bn_recalibrated_images,
@@ -177,13 +218,16 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     }
     write_json(run_dir / "summary.json", summary)
     rows = [model_row(f"teacher {cfg.teacher.name}", t_desc)] if t_desc else []
-    rows.append(model_row(f"student {spec.name}" + (" (distilled)" if alpha > 0 else " (alone)"), s_desc))
+    how = f" ({method_name or 'kd'})" if teacher is not None else (f" ({method_name})" if method_name else " (alone)")
+    rows.append(model_row(f"student {spec.name}{how}", s_desc))
     if student_alone:
         rows.append(
             [f"student alone ({student_alone['runs']} runs)", student_alone["test_acc_mean"], None, None, None, None]
         )
     print_table(
-        f"{data.name}: T={T:g} alpha={alpha:g} loss={cfg.distill.loss}, best epoch {result.best_epoch}/"
+        f"{data.name}: T={T:g} alpha={alpha:g} loss={cfg.distill.loss}"
+        + (f" + {loss_fn.beta:g} x {method_name}" if method_name else "")
+        + f", best epoch {result.best_epoch}/"
         f"{settings.epochs} by val acc; run {run_dir}",
         MODEL_COLUMNS,
         rows,

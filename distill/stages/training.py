@@ -14,10 +14,11 @@ from torch import nn
 from distill.data.base import Splits
 from distill.engine.checkpoint import ModelSpec, build_from_spec, load_state_into, read_weights
 from distill.engine.fit import FitResult, TrainerSettings, fit
-from distill.engine.loop import predict
+from distill.engine.loop import Teachers, predict
 from distill.engine.metrics import speed, topk_accuracy
+from distill.engine.taps import attach_taps
 from distill.models.registry import count_params
-from distill.stages.common import model_spec, plain_config
+from distill.stages.common import model_spec, plain_config, plain_value
 
 log = logging.getLogger("distill")
 
@@ -50,15 +51,46 @@ def train_model(
     settings: TrainerSettings,
     device: torch.device,
     run_dir: Path,
-    teacher: nn.Module | None = None,
+    teachers: Teachers | None = None,
 ) -> tuple[nn.Module, ModelSpec, FitResult, Path]:
-    """Builds the model of ``node``, trains it, and returns it holding its best (by validation) weights."""
+    """Builds the model of ``node``, trains it, and returns it holding its best (by validation) weights.
+
+    When ``loss_fn`` carries a method that reads layers (``distill.student_layers`` /
+    ``teacher_layers``), they are hooked and its connectors built on two training images first;
+    the connectors train with the model (one optimizer) and are not saved with it.
+    """
     spec = model_spec(node, data)
     model = build_from_spec(spec, weights=node.get("weights"))
     model.to(device)
     if settings.channels_last:
         model.to(memory_format=torch.channels_last)
-    optimizer = instantiate(cfg.optim)(params=model.parameters())
+    s_taps, method = None, getattr(loss_fn, "method", None)
+    if method is not None and loss_fn.beta > 0:
+        example = data.train_x[:2].to(device).float().div(255)
+        if settings.channels_last:
+            example = example.contiguous(memory_format=torch.channels_last)
+        teacher_net = teachers.models[0] if teachers is not None else None
+        s_taps, t_taps, lines = attach_taps(
+            model,
+            teacher_net if isinstance(teacher_net, nn.Module) else None,
+            method,
+            plain_value(cfg.distill.get("student_layers")),
+            plain_value(cfg.distill.get("teacher_layers")),
+            example,
+            data.num_classes,
+            len(data.train_y),
+        )
+        if teachers is not None:
+            teachers.taps = t_taps
+        extra = sum(p.numel() for p in method.parameters())
+        log.info(
+            "%s reads %s; its connectors and heads: %s parameters (not exported)",
+            type(method).__name__,
+            "; ".join(lines) or "logits only",
+            f"{extra:,}",
+        )
+    params = list(model.parameters()) + (list(loss_fn.parameters()) if isinstance(loss_fn, nn.Module) else [])
+    optimizer = instantiate(cfg.optim)(params=params)
     scheduler = instantiate(cfg.sched)(optimizer=optimizer)
     log.info(
         "training %s (%s parameters) on %s: %d train / %d val / %d test images, augment=%s, device %s",
@@ -82,7 +114,9 @@ def train_model(
         spec,
         plain_config(cfg),
         int(cfg.seed),
-        teacher=teacher,
+        teachers=teachers,
+        student_taps=s_taps,
+        with_index=bool(getattr(method, "needs_index", False)),
     )
     if result.bn_recalibrated_images:
         log.info(
@@ -90,6 +124,9 @@ def train_model(
             "(trainer.bn_recalibrate=false turns this off)",
             result.bn_recalibrated_images,
         )
+    for taps in (s_taps, teachers.taps if teachers is not None else None):
+        if taps is not None:
+            taps.close()
     best = run_dir / "checkpoints" / "best.safetensors"
     tensors, _ = read_weights(best)
     load_state_into(model, tensors, best)
