@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-console = Console()
+# Off a terminal (logs, CI, pipes) rich would wrap at 80 columns and cut layer names and paths.
+console = Console(width=None if sys.stdout.isatty() else 200)
 
 
 def fmt(value: Any, digits: int = 4) -> str:
