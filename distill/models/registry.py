@@ -17,10 +17,10 @@ import torchvision
 from torch import nn
 
 from distill.errors import UserError, closest
-from distill.models import cifar, small
+from distill.models import cifar, small, vit
 
 # Our own architectures: name -> (constructor, input size it is built for, or None for native).
-# The constructors take num_classes and in_channels (mlp also image_size).
+# The constructors take num_classes and in_channels (those built at native size also image_size).
 ZOO: dict[str, tuple[Callable[..., nn.Module], int | None]] = {
     "resnet8x4": (cifar.resnet8x4, 32),
     "resnet32x4": (cifar.resnet32x4, 32),
@@ -30,6 +30,7 @@ ZOO: dict[str, tuple[Callable[..., nn.Module], int | None]] = {
     "vgg13": (cifar.vgg13, 32),
     "mlp": (small.mlp, None),
     "lenet5": (small.lenet5, 32),
+    "vit_tiny": (vit.vit_tiny, None),
 }
 
 # torchvision networks work from 32 px up unless their weights' metadata asks for more

@@ -1,0 +1,170 @@
+"""A black-box teacher given only as an ONNX file, run in onnxruntime.
+
+The file is expected to follow ``distill export``'s convention: one float32 NCHW input of images
+in [0, 1] with the normalisation inside the graph, and one output of logits (batch, classes).
+``NAME.json`` beside ``NAME.onnx`` (``model.json`` for ``model.onnx``, as the export writes it)
+gives the class names and the input shape; without it they come from the graph's shapes.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from distill.errors import UserError
+
+# onnxruntime's element types that take images, and the numpy type each is fed.
+_INPUT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64}
+
+
+def _dim(value: Any) -> int | None:
+    """A static dimension of an onnxruntime shape, or None for a symbolic or unknown one."""
+    return value if isinstance(value, int) and value > 0 else None
+
+
+def _one_line(e: Exception) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+class OnnxTeacher(nn.Module):
+    """Teacher logits from an ONNX model: float [0, 1] NCHW tensors in, float32 logits out.
+
+    It has no parameters, so ``requires_grad_``, ``eval`` and ``to`` change nothing; outputs come
+    back on the input's device, without autograd history.
+
+    Args:
+        path: the ``.onnx`` file.
+        threads: onnxruntime's intra-op threads on CPU; None lets onnxruntime choose.
+
+    Raises:
+        UserError: the file is missing, is not a valid ONNX model, does not take one image
+            tensor, or disagrees with its JSON description.
+    """
+
+    def __init__(self, path: str | Path, threads: int | None = None) -> None:
+        super().__init__()
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise UserError(f"teacher ONNX file {self.path} does not exist")
+        self.session = self._open(threads)
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        if len(inputs) != 1 or not outputs:
+            raise UserError(
+                f"{self.path} must take one image tensor and return logits, it has inputs "
+                f"{[i.name for i in inputs]} and outputs {[o.name for o in outputs]}"
+            )
+        inp = inputs[0]
+        if inp.type not in _INPUT_TYPES or len(inp.shape) != 4:
+            raise UserError(
+                f"{self.path} takes {inp.type} of shape {inp.shape}; a teacher takes float NCHW images (4 dimensions)"
+            )
+        self._input_name, self._dtype = inp.name, _INPUT_TYPES[inp.type]
+        out = next((o for o in outputs if o.name == "logits"), outputs[0])
+        self._output_name = out.name
+        self._batch = _dim(inp.shape[0])  # a graph exported without a dynamic batch axis takes only this many
+        graph_shape = tuple(_dim(d) for d in inp.shape[1:])
+        graph_classes = _dim(out.shape[-1]) if len(out.shape) == 2 else None
+        self._input_shape, self._classes, self._num_classes = self._describe(graph_shape, graph_classes)
+        if self._num_classes is None and None not in self._input_shape:
+            self._num_classes = int(self(torch.zeros(1, *self._input_shape)).shape[-1])
+
+    def _open(self, threads: int | None) -> Any:
+        import onnx
+        import onnxruntime as ort
+
+        try:
+            onnx.checker.check_model(str(self.path))
+        except Exception as e:  # a protobuf DecodeError, onnx's ValidationError, ...
+            raise UserError(f"{self.path} is not a valid ONNX model ({_one_line(e)})") from e
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        providers = ["CPUExecutionProvider"]
+        if "CUDAExecutionProvider" in ort.get_available_providers():
+            providers.insert(0, "CUDAExecutionProvider")
+        try:
+            return ort.InferenceSession(str(self.path), options, providers=providers)
+        except Exception as e:  # onnxruntime raises its own Fail / InvalidGraph / NotImplemented
+            raise UserError(f"onnxruntime cannot run {self.path} ({_one_line(e)})") from e
+
+    def _describe(
+        self, graph_shape: tuple[int | None, ...], graph_classes: int | None
+    ) -> tuple[tuple[int | None, ...], list[str] | None, int | None]:
+        """(input C, H, W; classes; number of classes) from the JSON beside the file and the graph."""
+        meta_path = self.path.with_suffix(".json")
+        if not meta_path.is_file():
+            return graph_shape, None, graph_classes
+        try:
+            meta = json.loads(meta_path.read_text())
+            classes = meta.get("classes")
+            size = meta.get("input", {})
+            shape = tuple(size.get(k) for k in ("channels", "height", "width"))
+        except (OSError, ValueError, AttributeError) as e:
+            raise UserError(f"cannot read {meta_path} ({_one_line(e)})") from e
+        if classes is not None and not (isinstance(classes, list) and all(isinstance(c, str) for c in classes)):
+            raise UserError(f"{meta_path}: classes must be a list of names, got {classes!r}")
+        if not all(d is None or (isinstance(d, int) and d > 0) for d in shape):
+            raise UserError(f"{meta_path}: input channels/height/width must be whole numbers, got {shape}")
+        shape = tuple(m if m is not None else g for m, g in zip(shape, graph_shape))
+        problems = [
+            f"input {name} {m} in the JSON but {g} in the graph"
+            for name, m, g in zip(("channels", "height", "width"), shape, graph_shape)
+            if None not in (m, g) and m != g
+        ]
+        if classes is not None and graph_classes is not None and len(classes) != graph_classes:
+            problems.append(f"{len(classes)} classes in the JSON but {graph_classes} outputs in the graph")
+        if problems:
+            raise UserError(f"{meta_path} does not describe {self.path.name}: {'; '.join(problems)}")
+        return shape, classes, len(classes) if classes is not None else graph_classes
+
+    @property
+    def classes(self) -> list[str] | None:
+        """Class names in output order, when the JSON beside the file gives them."""
+        return None if self._classes is None else list(self._classes)
+
+    @property
+    def num_classes(self) -> int | None:
+        """Logits per image; None only when neither the JSON nor the graph tells."""
+        return self._num_classes
+
+    @property
+    def input_shape(self) -> tuple[int | None, int | None, int | None]:
+        """(channels, height, width) the model takes; None for a dimension the graph leaves free."""
+        return self._input_shape  # type: ignore[return-value]
+
+    def check_input(self, channels: int, height: int, width: int) -> None:
+        """Raises a one-line UserError when the dataset's images do not fit the model's input."""
+        want = self._input_shape
+        if all(w is None or w == g for w, g in zip(want, (channels, height, width))):
+            return
+        shown = "x".join("?" if d is None else str(d) for d in want)
+        raise UserError(
+            f"teacher {self.path.name} takes {shown} (channels x height x width) images but the dataset has "
+            f"{channels}x{height}x{width}; export the teacher for this dataset's image shape"
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (N, classes) as float32 on ``x``'s device for images ``x`` (N, C, H, W) in [0, 1]."""
+        if x.dim() != 4:
+            raise ValueError(f"OnnxTeacher takes NCHW images, got shape {tuple(x.shape)}")
+        images = np.ascontiguousarray(x.detach().to("cpu", torch.float32).numpy(), dtype=self._dtype)
+        step = self._batch or len(images)
+        parts = []
+        for start in range(0, len(images), max(step, 1)):
+            chunk = images[start : start + step]
+            short = step - len(chunk)
+            if short:  # a fixed-batch graph: pad the last chunk, drop the padding's logits
+                chunk = np.concatenate([chunk, np.zeros((short, *chunk.shape[1:]), chunk.dtype)])
+            out = self.session.run([self._output_name], {self._input_name: chunk})[0]
+            parts.append(out[: len(out) - short])
+        logits = np.concatenate(parts) if parts else np.zeros((0, self._num_classes or 0), np.float32)
+        return torch.from_numpy(np.ascontiguousarray(logits, dtype=np.float32)).to(x.device)
+
+    def extra_repr(self) -> str:
+        return f"path={str(self.path)!r}, input_shape={self._input_shape}, num_classes={self._num_classes}"
