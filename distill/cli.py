@@ -20,6 +20,7 @@ STAGES = {
     "eval": "accuracy, teacher agreement, calibration and speed of a run: distill eval run=RUN_DIR",
     "export": "ONNX export checked in onnxruntime: distill export run=RUN_DIR",
     "report": "compare the runs of a sweep: distill report SWEEP_DIR",
+    "chain": "teacher -> assistant -> student (or born-again generations): distill chain chain.models=[A,B,C]",
     "inspect": "list a model's layers and output shapes, for distill.*_layers: distill inspect teacher=NAME",
 }
 _POSITIONAL = {"eval": "run", "export": "run", "report": "dir"}

@@ -38,6 +38,8 @@ class TrainerSettings:
     eval_batch_size: int = 512
     threads: int | None = None
     progress: str = "auto"
+    mix: str = "none"
+    mix_alpha: float = 1.0
 
     def torch_device(self) -> torch.device:
         if self.device == "auto":
@@ -113,6 +115,7 @@ def fit(
                 precision=settings.precision,
                 scaler=scaler,
                 on_step=on_step,
+                mix=(settings.mix, settings.mix_alpha, data.num_classes) if settings.mix != "none" else None,
                 epoch=epoch,
             )
             scheduler.step()

@@ -9,11 +9,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from distill.data.augment import mix_batch
 from distill.engine.batches import BatchLoader
 from distill.engine.taps import Taps
 from distill.errors import UserError
+from distill.losses.mutual import mutual_losses
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
@@ -38,29 +41,53 @@ class EpochStats:
 
 
 class Teachers:
-    """The teacher side of a training step: one or more frozen teachers and the taps on the first.
+    """The teacher side of a training step: one or more teachers and the taps on the first.
 
     A teacher is a module called on the batch's images (a network, an ONNX session), or, when it
-    has ``takes_index = True``, on the batch's sample positions (precomputed logits).
+    has ``takes_index = True``, on the batch's sample positions (precomputed logits). Frozen
+    teachers run without autograd. ``online`` teachers are trained in the same steps as the
+    student (their parameters are in its optimizer): each learns from the labels, and with
+    ``mutual`` also from the student and the other peers (deep mutual learning); the student always
+    sees their outputs detached.
     """
 
-    def __init__(self, models: list, taps: Taps | None = None) -> None:
+    def __init__(
+        self,
+        models: list,
+        taps: Taps | None = None,
+        *,
+        online: bool = False,
+        mutual: bool = False,
+        temperature: float = 1.0,
+    ) -> None:
         self.models, self.taps = list(models), taps
+        self.online, self.mutual, self.temperature = online, mutual, temperature
 
     @property
     def takes_index(self) -> bool:
         return any(getattr(m, "takes_index", False) for m in self.models)
 
-    @torch.no_grad()
+    def train(self) -> None:
+        for m in self.models:
+            if self.online:
+                m.train()
+
     def __call__(
         self, x: torch.Tensor, index: torch.Tensor | None, device: torch.device, precision: str
-    ) -> tuple[torch.Tensor | list[torch.Tensor], list[torch.Tensor]]:
-        outs = []
-        with autocast(device, precision):
-            for m in self.models:
-                outs.append(m(index) if getattr(m, "takes_index", False) else m(x))
-        feats = self.taps.take() if self.taps is not None else []
-        return (outs[0] if len(outs) == 1 else outs), feats
+    ) -> tuple[torch.Tensor | list[torch.Tensor], list[torch.Tensor], list[torch.Tensor] | None]:
+        """Returns the logits the student learns from, the tapped features, and (online) the
+        peers' own logits with autograd."""
+        with torch.set_grad_enabled(self.online), autocast(device, precision):
+            outs = [m(index) if getattr(m, "takes_index", False) else m(x) for m in self.models]
+        feats = [f.detach() for f in self.taps.take()] if self.taps is not None else []
+        seen = [o.detach() for o in outs]
+        return (seen[0] if len(seen) == 1 else seen), feats, (outs if self.online else None)
+
+    def peer_loss(self, peer_logits: list[torch.Tensor], s_logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The online peers' own loss: CE each, plus the mutual-learning terms when ``mutual``."""
+        if self.mutual:
+            return sum(mutual_losses([*peer_logits, s_logits], y, self.temperature)[:-1])
+        return sum(F.cross_entropy(p.float(), y) for p in peer_logits)
 
 
 def train_one_epoch(
@@ -75,17 +102,20 @@ def train_one_epoch(
     scaler: torch.amp.GradScaler | None = None,
     on_step: Callable[[int, float, float, int], None] | None = None,
     epoch: int = 0,
+    mix: tuple[str, float, int] | None = None,
 ) -> EpochStats:
     """Trains ``student`` for one pass over ``loader``.
 
-    ``loss_fn(s_logits, t_logits, y, s_feats=, t_feats=, index=, epoch=)`` returns
-    ``(loss, parts)`` (see :class:`distill.losses.combined.DistillLoss`). The teachers run without
-    autograd on the same augmented batch as the student. A NaN or infinite loss stops the run with
-    a :class:`UserError` naming the epoch and step.
+    ``loss_fn(s_logits, t_logits, y, s_feats=, t_feats=, index=, epoch=, y_soft=)`` returns
+    ``(loss, parts)`` (see :class:`distill.losses.combined.DistillLoss`). The teachers see exactly
+    the student's batch, augmented and (with ``mix = (kind, alpha, num_classes)``) mixed. A NaN or
+    infinite loss stops the run with a :class:`UserError` naming the epoch and step.
     """
     student.train()
     if isinstance(loss_fn, nn.Module):
         loss_fn.train()
+    if teachers is not None:
+        teachers.train()
     device = loader.device
     total_loss, correct, seen = 0.0, 0, 0
     parts_sum: dict[str, float] = {}
@@ -93,11 +123,21 @@ def train_one_epoch(
     for step, batch in enumerate(loader):
         x, y = batch[0], batch[1]
         index = batch[2] if len(batch) > 2 else None
-        t_logits, t_feats = teachers(x, index, device, precision) if teachers is not None else (None, [])
+        y_soft = None
+        if mix is not None:
+            kind, alpha, num_classes = mix
+            x, y_soft, y = mix_batch(x, y, num_classes, kind, alpha, loader.seed * 1_000_003 + epoch * 10_007 + step)
+        t_logits, t_feats, peers = teachers(x, index, device, precision) if teachers is not None else (None, [], None)
         with autocast(device, precision):
             s_logits = student(x)
         s_feats = student_taps.take() if student_taps is not None else []
-        loss, parts = loss_fn(s_logits, t_logits, y, s_feats=s_feats, t_feats=t_feats, index=index, epoch=epoch)
+        loss, parts = loss_fn(
+            s_logits, t_logits, y, s_feats=s_feats, t_feats=t_feats, index=index, epoch=epoch, y_soft=y_soft
+        )
+        if peers is not None:
+            peer_loss = teachers.peer_loss(peers, s_logits, y)
+            loss = loss + peer_loss
+            parts = {**parts, "peers": peer_loss.detach()}
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()

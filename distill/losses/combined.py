@@ -44,12 +44,14 @@ class DistillLoss(nn.Module):
         t_feats: list[torch.Tensor] | None = None,
         index: torch.Tensor | None = None,
         epoch: int = 0,
+        y_soft: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """``y`` are class indices; ``y_soft`` (B, K), when given (mixup, cutmix), replaces them in the CE term."""
         first_t = t_logits[0] if isinstance(t_logits, list) else t_logits
         if self.method is not None and getattr(self.method, "hint_only", None) and self.method.hint_only(epoch):
             total, parts = torch.zeros((), device=s_logits.device), {}
         else:
-            total, parts = self.kd(s_logits, first_t if self.kd.alpha > 0 else None, y, epoch=epoch)
+            total, parts = self.kd(s_logits, first_t if self.kd.alpha > 0 else None, y, epoch=epoch, y_soft=y_soft)
         if self.method is None or self.beta == 0:
             return total, parts
         terms = self.method(

@@ -70,9 +70,15 @@ class KDLoss(nn.Module):
         return loss * T * T
 
     def forward(
-        self, s: torch.Tensor, t: torch.Tensor | None, y: torch.Tensor, epoch: int = 0
+        self,
+        s: torch.Tensor,
+        t: torch.Tensor | None,
+        y: torch.Tensor,
+        epoch: int = 0,
+        y_soft: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        hard = F.cross_entropy(s.float(), y, label_smoothing=self.label_smoothing)
+        target = y if y_soft is None else y_soft  # soft targets from mixup / cutmix
+        hard = F.cross_entropy(s.float(), target, label_smoothing=self.label_smoothing)
         if self.alpha == 0:
             return hard, {"hard": hard.detach()}
         if t is None:

@@ -33,6 +33,9 @@ ZOO: dict[str, tuple[Callable[..., nn.Module], int | None]] = {
     "vit_tiny": (vit.vit_tiny, None),
 }
 
+# timm models are named "timm/<timm name>" (conf/teacher/timm.yaml: teacher=timm teacher.name=...).
+TIMM_PREFIX = "timm/"
+
 # torchvision networks work from 32 px up unless their weights' metadata asks for more
 # (alexnet 63, inception_v3 75); vision transformers want exactly the size they were built for.
 _MIN_SIDE = 32
@@ -144,13 +147,21 @@ def build_model(
     """Builds ``name`` for a dataset of ``num_classes`` classes and ``in_channels`` x ``image_size`` images.
 
     Args:
-        name: a torchvision classification model name or one of :data:`ZOO`.
-        weights: torchvision pretrained weights by enum name (e.g. ``IMAGENET1K_V2``); the head is
-            replaced to fit ``num_classes``.
+        name: a torchvision classification model name, one of :data:`ZOO`, or ``timm/<name>``
+            (needs the ``timm`` extra).
+        weights: torchvision pretrained weights by enum name (e.g. ``IMAGENET1K_V2``), or for timm
+            models a local weights file; the head is replaced to fit ``num_classes``.
         kwargs: extra constructor arguments (e.g. ``hidden`` for ``mlp``).
     """
     kwargs = dict(kwargs or {})
     side = min(image_size)
+    if name.startswith(TIMM_PREFIX):
+        from distill.models.timm_models import timm_net
+
+        net, size = timm_net(name[len(TIMM_PREFIX) :], num_classes, in_channels, tuple(image_size), weights, kwargs)
+        if size is None and side < _MIN_SIDE:  # as for torchvision: tiny images are upsampled
+            size = (_MIN_SIDE, _MIN_SIDE)
+        return Classifier(net, mean, std, in_channels, size)
     # vgg13 is both ours (CIFAR-KD, with BatchNorm) and torchvision's: pretrained weights mean torchvision's.
     if name in ZOO and not (weights is not None and name in torchvision_models()):
         if weights is not None:

@@ -16,14 +16,14 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from distill import config_dir
-from distill.data.augment import AUGMENTS
+from distill.data.augment import AUGMENTS, MIXES
 from distill.data.base import Splits
 from distill.engine.checkpoint import ModelSpec
 from distill.engine.fit import TrainerSettings
 from distill.errors import UserError, closest
 from distill.losses.base import Method
 from distill.losses.kd import LOSS_KINDS
-from distill.models.registry import available_models
+from distill.models.registry import TIMM_PREFIX, available_models
 
 log = logging.getLogger("distill")
 
@@ -90,10 +90,16 @@ def check_training(cfg: DictConfig, errors: list[str], model_keys: tuple[str, ..
         _num(cfg, "trainer.threads", errors, lo=1, integer=True)
     _num(cfg, "optim.lr", errors, lo=0, lo_open=True)
     _choice(cfg, "dataset.augment", AUGMENTS, errors)
+    if cfg.trainer.get("mix") is not None:
+        _choice(cfg, "trainer.mix", MIXES, errors)
+        _num(cfg, "trainer.mix_alpha", errors, lo=0, lo_open=True)
     _num(cfg, "dataset.val_fraction", errors, lo=0, hi=0.9, lo_open=True)
     models = available_models()
     for key in model_keys:
         name = OmegaConf.select(cfg, f"{key}.name")
+        if OmegaConf.select(cfg, f"{key}.source") == "timm":
+            check_path(OmegaConf.select(cfg, f"{key}.weights"), f"{key}.weights", errors)
+            continue  # timm names are checked when the model is built
         if name not in models:
             errors.append(
                 f"{key}.name={name!r} is not a known model{closest(str(name), models)}; "
@@ -167,9 +173,14 @@ def plain_value(value: Any) -> Any:
     return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
 
 
+def model_name(node: DictConfig) -> str:
+    """The registry name of a model node: ``name``, or ``timm/<name>`` for ``source: timm``."""
+    return f"{TIMM_PREFIX}{node.name}" if node.get("source") == "timm" else str(node.name)
+
+
 def model_spec(node: DictConfig, data: Splits) -> ModelSpec:
     return ModelSpec(
-        name=str(node.name),
+        name=model_name(node),
         num_classes=data.num_classes,
         in_channels=data.in_channels,
         image_size=list(data.image_size),
@@ -182,7 +193,7 @@ def model_spec(node: DictConfig, data: Splits) -> ModelSpec:
 
 def model_key(node: DictConfig) -> dict[str, Any]:
     """What identifies a trained model's recipe: architecture, its arguments and its initial weights."""
-    return {"name": str(node.name), "kwargs": plain_value(node.get("kwargs")) or {}, "weights": node.get("weights")}
+    return {"name": model_name(node), "kwargs": plain_value(node.get("kwargs")) or {}, "weights": node.get("weights")}
 
 
 def dataset_key(cfg: DictConfig) -> dict[str, Any]:

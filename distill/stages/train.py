@@ -20,14 +20,19 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from distill.data.base import Splits
+from distill.engine.batches import BatchLoader
 from distill.engine.checkpoint import build_from_spec, load_state_into, read_weights, spec_of, weights_path
 from distill.engine.fit import TrainerSettings
-from distill.engine.loop import Teachers
+from distill.engine.loop import Teachers, recalibrate_bn
 from distill.engine.runs import env_info, find_runs, write_json
 from distill.engine.tables import MODEL_COLUMNS, model_row, print_table
-from distill.errors import UserError
+from distill.engine.taps import HEAD
+from distill.errors import UserError, closest
 from distill.losses.combined import DistillLoss
 from distill.losses.kd import KDLoss
+from distill.models.logits_teacher import LogitsFileTeacher
+from distill.models.onnx_teacher import OnnxTeacher
+from distill.models.registry import build_model
 from distill.stages import teacher as teacher_stage
 from distill.stages.common import (
     check_distill,
@@ -38,8 +43,10 @@ from distill.stages.common import (
     hydra_entry,
     load_data,
     model_key,
+    model_name,
     model_spec,
     output_dir,
+    plain_value,
     raise_if,
     save_resolved_config,
     setup,
@@ -47,6 +54,9 @@ from distill.stages.common import (
 from distill.stages.training import describe, train_model
 
 log = logging.getLogger("distill")
+
+# Teachers known only by their outputs (conf/teacher/onnx.yaml, conf/teacher/logits.yaml).
+BLACK_BOX = ("onnx", "logits")
 
 
 def uses_teacher(cfg: DictConfig) -> bool:
@@ -75,15 +85,57 @@ def build_loss(cfg: DictConfig, epochs: int) -> DistillLoss:
     return DistillLoss(kd, method, float(d.get("beta", 0.0)))
 
 
+def _check_layer_names(cfg: DictConfig, roles: tuple[str, ...], errors: list[str]) -> None:
+    """Explicit ``distill.*_layers`` names must exist in the model: checked on a model built for
+    stand-in data (layer names do not depend on classes or image size), before any folder exists."""
+    for role in roles:
+        names = [n for n in plain_value(cfg.distill.get(f"{role}_layers")) or [] if n not in ("auto", HEAD)]
+        if not names or isinstance(plain_value(cfg.distill.get(f"{role}_layers")), str):
+            continue
+        node = cfg[role]
+        try:
+            net = build_model(
+                model_name(node), 10, 3, (32, 32), (0.5,) * 3, (0.25,) * 3, kwargs=plain_value(node.get("kwargs"))
+            )
+        except (UserError, TypeError, ValueError):
+            continue  # reported by the model-name checks
+        known = [n for n, _ in net.named_modules() if n]
+        for name in names:
+            if name not in known:
+                shown = ", ".join(known[:30]) + (" ..." if len(known) > 30 else "")
+                errors.append(
+                    f"distill.{role}_layers: {node.name} has no layer {name!r}{closest(name, known)}; its layers: "
+                    f"{shown} (`distill inspect {role}={node.name}` lists them with their shapes)"
+                )
+
+
 def validate(cfg: DictConfig) -> None:
     errors: list[str] = []
     check_distill(cfg, errors)
     if errors:
         raise_if(errors)
     uses_teacher_ = uses_teacher(cfg)
-    check_training(cfg, errors, ("student", "teacher") if uses_teacher_ else ("student",))
+    black_box = uses_teacher_ and cfg.teacher.name in BLACK_BOX
+    check_training(cfg, errors, ("student", "teacher") if uses_teacher_ and not black_box else ("student",))
     check_path(cfg.teacher.checkpoint, "teacher.checkpoint", errors)
-    if uses_teacher_ and cfg.teacher.checkpoint is not None and not errors:
+    if black_box:
+        check_path(cfg.teacher.path, "teacher.path", errors)
+        if plain_value(cfg.distill.get("teacher_layers")) and (cfg.distill.get("beta") or 0) > 0:
+            errors.append(
+                f"teacher={cfg.teacher.name} gives logits only, but this distill method reads the teacher's "
+                f"layers (distill.teacher_layers={plain_value(cfg.distill.teacher_layers)}); use a logit "
+                "method: distill=kd, dkd or dist"
+            )
+        if cfg.teacher.name == "logits" and cfg.trainer.get("mix", "none") != "none":
+            errors.append("precomputed teacher logits cannot follow mixed images; use trainer.mix=none")
+    if not errors:
+        _check_layer_names(cfg, ("student", "teacher") if uses_teacher_ and not black_box else ("student",), errors)
+    for i, extra in enumerate(plain_value(cfg.distill.get("teachers")) or []):
+        check_path(extra, f"distill.teachers[{i}]", errors)
+    online = bool(cfg.distill.get("online", False))
+    if online and cfg.teacher.checkpoint is not None:
+        errors.append("distill.online trains its peers from scratch; drop teacher.checkpoint (or use distill=kd)")
+    if uses_teacher_ and not online and not black_box and cfg.teacher.checkpoint is not None and not errors:
         try:
             read_weights(weights_path(str(cfg.teacher.checkpoint)))  # refuses pickles and corrupt files
         except UserError as e:
@@ -91,25 +143,29 @@ def validate(cfg: DictConfig) -> None:
     raise_if(errors)
 
 
-def _train_teacher_first(cfg: DictConfig) -> Path:
-    """Runs the ``teacher`` stage for ``cfg.teacher`` on ``cfg.dataset``, in a run folder of its own."""
+def train_teacher(cfg: DictConfig, run_dir: Path | None = None) -> Path:
+    """Runs the ``teacher`` stage (its own recipe) for ``cfg.teacher`` on ``cfg.dataset``, with this
+    run's device settings, in ``run_dir`` (default: a new ``outputs/teacher/...`` folder)."""
     tcfg = compose_stage("teacher", [f"seed={cfg.seed}"])
     tcfg.teacher = OmegaConf.to_container(cfg.teacher, resolve=True)
     tcfg.dataset = OmegaConf.to_container(cfg.dataset, resolve=True)
     tcfg.paths.root = str(cfg.paths.root)
     stamp = datetime.now().strftime("%Y-%m-%d/%H-%M-%S_%f")
-    tcfg.paths.output_dir = str(Path(cfg.paths.root) / "teacher" / stamp)
+    tcfg.paths.output_dir = str(run_dir or Path(cfg.paths.root) / "teacher" / stamp)
     for key in ("device", "precision", "threads", "progress", "num_workers", "channels_last"):
         tcfg.trainer[key] = cfg.trainer[key]
+    teacher_stage.run(tcfg)
+    return Path(tcfg.paths.output_dir)
+
+
+def _train_teacher_first(cfg: DictConfig) -> Path:
     log.warning(
-        "no finished teacher run of %s on %s under %s/: training it first in %s (later runs reuse it)",
+        "no finished teacher run of %s on %s under %s/: training it first (later runs reuse it)",
         cfg.teacher.name,
         cfg.dataset.get("_target_", "?").rsplit(".", 1)[-1],
         cfg.paths.root,
-        tcfg.paths.output_dir,
     )
-    teacher_stage.run(tcfg)
-    return Path(tcfg.paths.output_dir)
+    return train_teacher(cfg)
 
 
 def _teacher_weights(cfg: DictConfig) -> Path | None:
@@ -126,9 +182,50 @@ def load_teacher(
     cfg: DictConfig, data: Splits, device: torch.device, settings: TrainerSettings
 ) -> tuple[nn.Module, Path]:
     """The teacher in eval mode without gradients, checked against the dataset's classes."""
-    path = _teacher_weights(cfg)
+    if cfg.teacher.name in BLACK_BOX:
+        return _black_box_teacher(cfg, data, device, settings), Path(str(cfg.teacher.path))
+    return load_frozen(_teacher_weights(cfg), data, device, settings, cfg.teacher)
+
+
+def _black_box_teacher(cfg: DictConfig, data: Splits, device: torch.device, settings: TrainerSettings) -> nn.Module:
+    """A teacher known only by its outputs: an ONNX file, or precomputed logits of the training images."""
+    path = str(cfg.teacher.path)
+    if cfg.teacher.name == "onnx":
+        teacher = OnnxTeacher(path, threads=settings.threads)
+        teacher.check_input(data.in_channels, *data.image_size)
+        if teacher.classes is not None and list(teacher.classes) != list(data.classes):
+            raise UserError(
+                f"the ONNX teacher {path} has classes {teacher.classes[:5]}... but dataset {data.name} has "
+                f"{data.classes[:5]}...; use a teacher made for this dataset"
+            )
+        if teacher.num_classes is not None and teacher.num_classes != data.num_classes:
+            raise UserError(
+                f"the ONNX teacher {path} gives {teacher.num_classes} logits, dataset {data.name} has "
+                f"{data.num_classes} classes"
+            )
+    else:
+        teacher = LogitsFileTeacher(path)
+        teacher.check(len(data.train_y), data.classes)
+        teacher.takes_index = True
+        if data.augment != "none":
+            log.warning(
+                "the precomputed logits in %s are for the original training images, but the student sees "
+                "augmented ones (dataset.augment=%s); dataset.augment=none matches them exactly",
+                path,
+                data.augment,
+            )
+    log.info("black-box teacher: %s (%s)", path, type(teacher).__name__)
+    return teacher.to(device).eval()
+
+
+def load_frozen(
+    path: Path, data: Splits, device: torch.device, settings: TrainerSettings, node: DictConfig | None = None
+) -> tuple[nn.Module, Path]:
+    """A trained model from a weights file, frozen in eval mode, checked against the dataset."""
     tensors, meta = read_weights(path)
-    spec = spec_of(meta, path) or model_spec(cfg.teacher, data)
+    spec = spec_of(meta, path) or (model_spec(node, data) if node is not None else None)
+    if spec is None:
+        raise UserError(f"{path} carries no model description; give a weights file written by distill")
     if spec.classes != data.classes:
         raise UserError(
             f"the teacher in {path} was trained on {spec.num_classes} classes ({', '.join(spec.classes[:5])}...) "
@@ -147,6 +244,46 @@ def load_teacher(
         model.to(memory_format=torch.channels_last)
     log.info("teacher %s loaded from %s", spec.name, path)
     return model, path
+
+
+def _extra_teachers(cfg: DictConfig) -> list[str]:
+    """``distill.teachers``: more trained teachers (run folders or weights files) for multi-teacher KD."""
+    return [str(p) for p in (plain_value(cfg.distill.get("teachers")) or [])]
+
+
+def _online_peers(cfg: DictConfig, data: Splits, device: torch.device, settings: TrainerSettings) -> Teachers:
+    """Fresh networks trained alongside the student: ``distill.peers`` names, else the teacher's model."""
+    names = plain_value(cfg.distill.get("peers")) or [str(cfg.teacher.name)]
+    nodes = [cfg.teacher] if not cfg.distill.get("peers") else [OmegaConf.create({"name": n}) for n in names]
+    peers = []
+    for node in nodes:
+        net = build_from_spec(model_spec(node, data)).to(device)
+        if settings.channels_last:
+            net.to(memory_format=torch.channels_last)
+        peers.append(net)
+    mutual = bool(cfg.distill.get("mutual", False))
+    log.info(
+        "%s: %s trained from scratch together with the student",
+        "deep mutual learning" if mutual else "online distillation",
+        ", ".join(names),
+    )
+    return Teachers(peers, online=True, mutual=mutual, temperature=float(cfg.distill.temperature))
+
+
+def _finish_peers(teachers: Teachers, data: Splits, settings: TrainerSettings, device: torch.device, seed: int) -> None:
+    """Recomputes the online peers' BatchNorm statistics and freezes them for the final figures."""
+    calib = BatchLoader(
+        data.train_x,
+        data.train_y,
+        settings.batch_size,
+        seed=seed + 1,
+        device=device,
+        channels_last=settings.channels_last,
+    )
+    for net in teachers.models:
+        if settings.bn_recalibrate:
+            recalibrate_bn(net, calib, settings.bn_recalibrate_batches)
+        net.eval().requires_grad_(False)
 
 
 def _student_alone(cfg: DictConfig, epochs: int) -> dict[str, Any] | None:
@@ -171,14 +308,23 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     T, alpha = float(cfg.distill.temperature), float(cfg.distill.alpha)
     loss_fn = build_loss(cfg, settings.epochs)
     method_name = type(loss_fn.method).__name__ if loss_fn.method is not None and loss_fn.beta > 0 else None
-    teacher, teacher_path = load_teacher(cfg, data, device, settings) if loss_fn.uses_teacher else (None, None)
+    online = bool(cfg.distill.get("online", False))
     run_dir = output_dir(cfg)
+    if online:
+        teachers = _online_peers(cfg, data, device, settings)
+        teacher, teacher_path = teachers.models[0], None
+    else:
+        teacher, teacher_path = load_teacher(cfg, data, device, settings) if loss_fn.uses_teacher else (None, None)
+        extra = [load_frozen(weights_path(str(p)), data, device, settings)[0] for p in _extra_teachers(cfg)]
+        teachers = Teachers([teacher, *extra]) if teacher is not None else None
     save_resolved_config(cfg, run_dir)
     write_json(run_dir / "env.json", env_info(device))
-    teachers = Teachers([teacher]) if teacher is not None else None
     student, spec, result, best = train_model(cfg, cfg.student, data, loss_fn, settings, device, run_dir, teachers)
+    if online:
+        _finish_peers(teachers, data, settings, device, int(cfg.seed))
     s_desc = describe(student, best, data, settings, device)
-    t_desc = describe(teacher, teacher_path, data, settings, device) if teacher is not None else None
+    can_describe = teacher is not None and not getattr(teacher, "takes_index", False)
+    t_desc = describe(teacher, teacher_path, data, settings, device) if can_describe else None
     student_alone = _student_alone(cfg, settings.epochs) if teacher is not None else None
     warnings = []
     if t_desc and student_alone and t_desc["test_acc"] <= student_alone["test_acc_mean"]:
@@ -217,7 +363,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "dataset_key": dataset_key(cfg),
     }
     write_json(run_dir / "summary.json", summary)
-    rows = [model_row(f"teacher {cfg.teacher.name}", t_desc)] if t_desc else []
+    t_label = f"teacher {cfg.teacher.name}"
+    if online:
+        peers = plain_value(cfg.distill.get("peers")) or [str(cfg.teacher.name)]
+        t_label = f"{'peer' if cfg.distill.get('mutual') else 'online teacher'} {peers[0]}"
+    rows = [model_row(t_label, t_desc)] if t_desc else []
     how = f" ({method_name or 'kd'})" if teacher is not None else (f" ({method_name})" if method_name else " (alone)")
     rows.append(model_row(f"student {spec.name}{how}", s_desc))
     if student_alone:

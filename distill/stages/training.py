@@ -90,6 +90,8 @@ def train_model(
             f"{extra:,}",
         )
     params = list(model.parameters()) + (list(loss_fn.parameters()) if isinstance(loss_fn, nn.Module) else [])
+    if teachers is not None and teachers.online:  # peers trained in the same steps
+        params += [p for m in teachers.models for p in m.parameters()]
     optimizer = instantiate(cfg.optim)(params=params)
     scheduler = instantiate(cfg.sched)(optimizer=optimizer)
     log.info(
@@ -116,7 +118,7 @@ def train_model(
         int(cfg.seed),
         teachers=teachers,
         student_taps=s_taps,
-        with_index=bool(getattr(method, "needs_index", False)),
+        with_index=bool(getattr(method, "needs_index", False)) or (teachers is not None and teachers.takes_index),
     )
     if result.bn_recalibrated_images:
         log.info(

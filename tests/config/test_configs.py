@@ -20,14 +20,18 @@ def _options(group: str) -> list[str]:
 
 @pytest.mark.parametrize("stage", list(STAGES))
 def test_primary_config_composes(make_cfg, stage):
-    extra = {"eval": ["run=x"], "export": ["run=x"], "report": ["dir=x"]}.get(stage, [])
+    extra = {"eval": ["run=x"], "export": ["run=x"], "report": ["dir=x"], "inspect": ["student=mlp"]}.get(stage, [])
     cfg = make_cfg(stage, extra)
     assert cfg.stage == stage
 
 
 @pytest.mark.parametrize("name", _options("student"))
 def test_every_student_option_builds_for_digits(make_cfg, name):
-    cfg = make_cfg("train", [f"student={name}"])
+    extra = []
+    if name == "timm":  # any timm model by name, with the optional extra
+        pytest.importorskip("timm")
+        extra = ["student.name=resnet18"]
+    cfg = make_cfg("train", [f"student={name}", *extra])
     data = instantiate(cfg.dataset)
     model = build_from_spec(model_spec(cfg.student, data))
     out = model(data.test_x[:2].float() / 255)

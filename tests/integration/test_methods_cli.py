@@ -1,0 +1,199 @@
+"""Every distillation method through the real CLI, and the multi-model and black-box set-ups."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from distill import config_dir
+from distill.data.embedded import digits
+from distill.engine.checkpoint import load_model, read_weights
+from distill.engine.loop import predict
+from distill.models.logits_teacher import write_logits_file
+from distill.stages import teacher as teacher_stage
+from tests.conftest import FAST, run_cli
+
+METHODS = sorted(p.stem for p in (Path(config_dir()) / "distill").glob("*.yaml"))
+LENET5_PARAMS = 61_706  # the student's own parameters: connectors and heads are not saved with it
+ONE_EPOCH = ["trainer.epochs=1", *FAST]
+
+
+def _summary(run: Path) -> dict:
+    return json.loads((run / "summary.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def teacher_run(tmp_path_factory) -> Path:
+    """A LeNet-5 teacher trained on digits for a few epochs (through the Python API: faster)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    root = tmp_path_factory.mktemp("methods")
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        cfg = compose(
+            config_name="teacher",
+            overrides=["teacher=lenet5", "trainer.epochs=4", "sched.warmup_epochs=0", f"paths.root={root}", *FAST],
+        )
+    GlobalHydra.instance().clear()
+    cfg.paths.output_dir = str(root / "teacher")
+    teacher_stage.run(cfg)
+    return root / "teacher"
+
+
+def _method_args(name: str, teacher: Path) -> list[str]:
+    if name in ("online", "mutual"):  # peers from scratch: no trained teacher
+        return ["teacher=lenet5"]
+    args = ["teacher=lenet5", f"teacher.checkpoint={teacher}"]
+    if name == "multi_teacher":
+        args.append(f"distill.teachers=[{teacher}]")
+    return args
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_trains_through_the_cli(method, teacher_run, tmp_path):
+    result = run_cli(
+        "train", f"distill={method}", "student=lenet5", *_method_args(method, teacher_run), *ONE_EPOCH, cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run,) = [p.parent for p in (tmp_path / "outputs" / "train").glob("*/*/summary.json")]
+    summary = _summary(run)
+    assert 0.0 <= summary["test_acc"] <= 1.0
+    assert summary["params"] == LENET5_PARAMS
+    tensors, _ = read_weights(run / "checkpoints" / "best.safetensors")
+    assert sum(t.numel() for t in tensors.values() if t.is_floating_point()) >= LENET5_PARAMS
+    assert all(k.startswith(("net.", "mean", "std")) for k in tensors), sorted(tensors)[:5]
+    row = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])
+    assert row["train_loss"] == row["train_loss"]  # finite, not NaN
+    if summary["method"] is not None:  # the method's own terms are logged per epoch
+        assert any(
+            k.startswith("train_") and k not in ("train_loss", "train_acc", "train_hard", "train_soft") for k in row
+        ), row
+    if method in ("online", "mutual"):
+        assert summary["teacher_weights"] is None and summary["teacher_test_acc"] is not None
+
+
+def test_feature_method_between_a_cnn_and_a_vit_both_ways(teacher_run, tmp_path):
+    # CNN teacher -> ViT student: LeNet-5 maps joined to transformer tokens by connectors.
+    result = run_cli(
+        "train", "distill=fitnet", "student=vit_tiny", *_method_args("fitnet", teacher_run), *ONE_EPOCH, cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    # ViT teacher -> CNN student, with attention transfer on the teacher's tokens as maps.
+    vit_teacher = tmp_path / "vit_teacher"
+    result = run_cli(
+        "teacher", "teacher=vit_tiny", "trainer.epochs=1", *FAST, f"hydra.run.dir={vit_teacher}", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    result = run_cli(
+        "train",
+        "distill=at",
+        "student=lenet5",
+        "teacher=vit_tiny",
+        f"teacher.checkpoint={vit_teacher}",
+        *ONE_EPOCH,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "AttentionTransfer reads" in result.stdout + result.stderr
+
+
+def test_a_wrong_layer_name_fails_at_once_listing_the_layers(teacher_run, tmp_path):
+    result = run_cli(
+        "train",
+        "distill=fitnet",
+        "student=lenet5",
+        "distill.student_layers=[net.featurs.3]",
+        *_method_args("fitnet", teacher_run),
+        *ONE_EPOCH,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert "no layer 'net.featurs.3'" in result.stderr and "net.features.3" in result.stderr
+    assert "distill inspect" in result.stderr
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_inspect_lists_layers_shapes_and_the_auto_taps(tmp_path):
+    result = run_cli("inspect", "teacher=resnet18", "dataset=digits", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    for text in ("net.layer4", "512x1x1", "auto", "head (input)", "net.fc"):
+        assert text in result.stdout, text
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_onnx_teacher_gives_the_same_soft_targets_as_its_pytorch_self(teacher_run, tmp_path):
+    result = run_cli("export", str(teacher_run), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    onnx_file = teacher_run / "model.onnx"
+    result = run_cli(
+        "train",
+        "teacher=onnx",
+        f"teacher.path={onnx_file}",
+        "student=mlp",
+        "student.kwargs.hidden=[32]",
+        *ONE_EPOCH,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run,) = [p.parent for p in (tmp_path / "outputs" / "train").glob("*/*/summary.json")]
+    summary = _summary(run)
+    assert summary["teacher"] == "onnx"
+    assert summary["teacher_test_acc"] == pytest.approx(_summary(teacher_run)["test_acc"], abs=1e-9)
+    # A feature method cannot read an ONNX teacher's layers: refused before anything runs.
+    result = run_cli("train", "teacher=onnx", f"teacher.path={onnx_file}", "distill=at", *ONE_EPOCH, cwd=tmp_path)
+    assert result.returncode == 2 and "logits only" in result.stderr
+
+
+def test_precomputed_logits_teacher(teacher_run, tmp_path):
+    model, spec, _, _ = load_model(teacher_run)
+    data = digits()
+    path = write_logits_file(tmp_path / "logits.safetensors", predict(model, data.train_x), spec.classes)
+    result = run_cli(
+        "train",
+        "teacher=logits",
+        f"teacher.path={path}",
+        "dataset.augment=none",
+        "student=mlp",
+        "student.kwargs.hidden=[32]",
+        *ONE_EPOCH,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    # Logits for another number of images are refused with both counts.
+    bad = write_logits_file(tmp_path / "bad.safetensors", torch.zeros(7, 10), spec.classes)
+    result = run_cli("train", "teacher=logits", f"teacher.path={bad}", "dataset.augment=none", *ONE_EPOCH, cwd=tmp_path)
+    assert result.returncode == 2 and "7" in result.stderr and str(len(data.train_y)) in result.stderr
+
+
+def test_mixup_and_cutmix_train_teacher_and_student_on_the_same_batch(teacher_run, tmp_path):
+    for mix in ("mixup", "cutmix"):
+        result = run_cli(
+            "train",
+            f"trainer.mix={mix}",
+            "student=mlp",
+            "student.kwargs.hidden=[32]",
+            *_method_args("kd", teacher_run),
+            *ONE_EPOCH,
+            cwd=tmp_path,
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_born_again_chain_runs_each_generation_from_the_last(teacher_run, tmp_path):
+    result = run_cli(
+        "chain",
+        "chain.models=[lenet5,lenet5,lenet5]",
+        "teacher=lenet5",
+        f"teacher.checkpoint={teacher_run}",
+        *ONE_EPOCH,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    (chain,) = list((tmp_path / "outputs" / "chain").glob("*/*/chain.json"))
+    steps = json.loads(chain.read_text())["steps"]
+    assert [s["model"] for s in steps] == ["lenet5"] * 3
+    gen1, gen2 = Path(steps[1]["run"]), Path(steps[2]["run"])
+    assert _summary(gen2)["teacher_weights"] == str((gen1 / "checkpoints" / "best.safetensors").resolve())
