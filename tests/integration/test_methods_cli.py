@@ -197,3 +197,15 @@ def test_born_again_chain_runs_each_generation_from_the_last(teacher_run, tmp_pa
     assert [s["model"] for s in steps] == ["lenet5"] * 3
     gen1, gen2 = Path(steps[1]["run"]), Path(steps[2]["run"])
     assert _summary(gen2)["teacher_weights"] == str((gen1 / "checkpoints" / "best.safetensors").resolve())
+
+
+def test_a_timm_student_distils_from_a_torchvision_teacher(teacher_run, tmp_path):
+    pytest.importorskip("timm")
+    result = run_cli(
+        "train", "student=timm", "student.name=resnet10t", *_method_args("kd", teacher_run), *ONE_EPOCH, cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run,) = [p.parent for p in (tmp_path / "outputs" / "train").glob("*/*/summary.json")]
+    assert _summary(run)["student"] == "timm/resnet10t"
+    model, spec, _, _ = load_model(run)  # rebuilt from the weights file alone, as eval/export do
+    assert spec.name == "timm/resnet10t" and model(torch.rand(2, 1, 8, 8)).shape == (2, 10)
