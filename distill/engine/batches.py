@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -41,6 +41,8 @@ class BatchLoader:
             data); more uses DataLoader worker processes, worthwhile when augmentation is heavy.
         channels_last: hand images over in channels-last memory format.
         with_index: also yield each batch's positions in ``x`` (for per-sample memory banks).
+        view_fn: ``epoch -> images`` (uint8, like ``x``) to train on instead of augmenting ``x``:
+            the pre-drawn views a teacher cache was built from.
     """
 
     def __init__(
@@ -57,12 +59,14 @@ class BatchLoader:
         channels_last: bool = False,
         drop_last: bool = False,
         with_index: bool = False,
+        view_fn: Callable[[int], torch.Tensor] | None = None,
     ) -> None:
         self.x, self.y = x, y
         self.batch_size, self.shuffle, self.augment, self.seed = batch_size, shuffle, augment, seed
         self.device = torch.device(device)
         self.num_workers, self.channels_last, self.drop_last = num_workers, channels_last, drop_last
         self.with_index = with_index
+        self.view_fn = view_fn
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -89,9 +93,8 @@ class BatchLoader:
         return (xb, yb, ib.to(self.device, non_blocking=nb)) if self.with_index else (xb, yb)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
-        ds = _EpochBatches(
-            self.x, self.y, self._order(), self.batch_size, self.augment, self.seed * 104729 + self.epoch
-        )
+        x, augment = (self.view_fn(self.epoch), "none") if self.view_fn is not None else (self.x, self.augment)
+        ds = _EpochBatches(x, self.y, self._order(), self.batch_size, augment, self.seed * 104729 + self.epoch)
         if self.num_workers == 0:
             for i in range(len(ds)):
                 yield self._to_device(*ds[i])

@@ -71,6 +71,7 @@ def fit(
     teachers: Teachers | None = None,
     student_taps: Taps | None = None,
     with_index: bool = False,
+    view_fn: Callable[[int], torch.Tensor] | None = None,
 ) -> FitResult:
     """Trains ``model``, keeping ``checkpoints/best.safetensors`` (by validation accuracy) and ``last``.
 
@@ -89,6 +90,7 @@ def fit(
         num_workers=settings.num_workers,
         channels_last=cl,
         with_index=with_index,
+        view_fn=view_fn,
     )
     calib = BatchLoader(
         data.train_x, data.train_y, settings.batch_size, shuffle=True, seed=seed + 1, device=device, channels_last=cl

@@ -67,10 +67,12 @@ class Teachers:
     def takes_index(self) -> bool:
         return any(getattr(m, "takes_index", False) for m in self.models)
 
-    def train(self) -> None:
+    def train(self, epoch: int = 0) -> None:
         for m in self.models:
             if self.online:
                 m.train()
+            if hasattr(m, "set_epoch"):  # a teacher cache: which stored view this epoch reads
+                m.set_epoch(epoch)
 
     def __call__(
         self, x: torch.Tensor, index: torch.Tensor | None, device: torch.device, precision: str
@@ -79,7 +81,10 @@ class Teachers:
         peers' own logits with autograd."""
         with torch.set_grad_enabled(self.online), autocast(device, precision):
             outs = [m(index) if getattr(m, "takes_index", False) else m(x) for m in self.models]
-        feats = [f.detach() for f in self.taps.take()] if self.taps is not None else []
+        if self.taps is not None:
+            feats = [f.detach() for f in self.taps.take()]
+        else:  # a teacher cache stores the tapped features with the logits
+            feats = self.models[0].feats(index) if hasattr(self.models[0], "feats") else []
         seen = [o.detach() for o in outs]
         return (seen[0] if len(seen) == 1 else seen), feats, (outs if self.online else None)
 
@@ -115,7 +120,7 @@ def train_one_epoch(
     if isinstance(loss_fn, nn.Module):
         loss_fn.train()
     if teachers is not None:
-        teachers.train()
+        teachers.train(epoch)
     device = loader.device
     total_loss, correct, seen = 0.0, 0, 0
     parts_sum: dict[str, float] = {}

@@ -210,7 +210,10 @@ def attach_taps(
     """
     s_names = resolve_layers(student, example, student_layers, "student")
     t_names: list[str] = []
-    if teacher_layers and getattr(method, "uses_teacher", True):
+    cached = teacher is not None and hasattr(teacher, "feats")  # a teacher cache holds the features
+    if teacher_layers and getattr(method, "uses_teacher", True) and cached:
+        t_names = list(teacher.entry.meta["key"]["taps"])
+    elif teacher_layers and getattr(method, "uses_teacher", True):
         if teacher is None or not list(teacher.named_modules())[1:]:
             raise UserError(
                 "this distill method reads the teacher's layers, but the teacher gives logits only "
@@ -218,7 +221,7 @@ def attach_taps(
             )
         t_names = resolve_layers(teacher, example, teacher_layers, "teacher")
     s_taps = Taps(student, s_names) if s_names else None
-    t_taps = Taps(teacher, t_names) if t_names else None
+    t_taps = Taps(teacher, t_names) if t_names and not cached else None
     with torch.no_grad():
         was_training = student.training
         student.eval()
@@ -230,6 +233,8 @@ def attach_taps(
         t_feats = t_taps.take() if t_taps else []
     s_shapes = [tuple(f.shape[1:]) for f in s_feats]
     t_shapes = [tuple(f.shape[1:]) for f in t_feats]
+    if cached and t_names:
+        t_shapes = [tuple(a.shape[2:]) for a in teacher.entry.feats]
     try:
         method.build(s_shapes, t_shapes, num_classes, num_samples)
     except (ValueError, RuntimeError) as e:

@@ -10,10 +10,13 @@ it is trained first (and reused next time). ``distill.alpha=0`` trains the stude
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -21,12 +24,22 @@ from torch import nn
 
 from distill.data.base import Splits
 from distill.engine.batches import BatchLoader
+from distill.engine.cache import (
+    CachedTeacher,
+    CacheKey,
+    build_entry,
+    entry_dir,
+    file_digest,
+    make_view,
+    open_entry,
+    tensor_digest,
+)
 from distill.engine.checkpoint import build_from_spec, load_state_into, read_weights, spec_of, weights_path
 from distill.engine.fit import TrainerSettings
-from distill.engine.loop import Teachers, recalibrate_bn
+from distill.engine.loop import Teachers, autocast, recalibrate_bn
 from distill.engine.runs import env_info, find_runs, write_json
 from distill.engine.tables import MODEL_COLUMNS, model_row, print_table
-from distill.engine.taps import HEAD
+from distill.engine.taps import HEAD, Taps, resolve_layers
 from distill.errors import UserError, closest
 from distill.losses.combined import DistillLoss
 from distill.losses.kd import KDLoss
@@ -35,6 +48,7 @@ from distill.models.onnx_teacher import OnnxTeacher
 from distill.models.registry import build_model
 from distill.stages import teacher as teacher_stage
 from distill.stages.common import (
+    _num,
     check_distill,
     check_path,
     check_training,
@@ -128,6 +142,14 @@ def validate(cfg: DictConfig) -> None:
             )
         if cfg.teacher.name == "logits" and cfg.trainer.get("mix", "none") != "none":
             errors.append("precomputed teacher logits cannot follow mixed images; use trainer.mix=none")
+    cache = cfg.get("cache")
+    if cache is not None:
+        if str(cache.enabled).lower() not in ("auto", "true", "false"):
+            errors.append(f"cache.enabled={cache.enabled!r} must be auto, true or false")
+        if cache.views is not None:
+            _num(cfg, "cache.views", errors, lo=1, integer=True)
+        _num(cfg, "cache.max_gb", errors, lo=0, lo_open=True)
+        _num(cfg, "cache.seed", errors, lo=0, integer=True)
     if not errors:
         _check_layer_names(cfg, ("student", "teacher") if uses_teacher_ and not black_box else ("student",), errors)
     for i, extra in enumerate(plain_value(cfg.distill.get("teachers")) or []):
@@ -246,6 +268,105 @@ def load_frozen(
     return model, path
 
 
+def _teacher_cache(
+    cfg: DictConfig,
+    teachers: Teachers,
+    teacher_path: Path | None,
+    data: Splits,
+    settings: TrainerSettings,
+    device: torch.device,
+) -> tuple[CachedTeacher | None, Callable[[int], torch.Tensor] | None, dict[str, Any]]:
+    """Reads (or first builds) the teacher's outputs from the cache when they can be cached.
+
+    Returns the cached teacher (or None to run the teacher live), the function giving the
+    student's training images of an epoch (the views the cache holds), and what happened.
+    """
+    mode = str(cfg.cache.enabled).lower()
+    teacher = teachers.models[0]
+    why_not = None
+    if mode == "false":
+        why_not = "cache.enabled=false"
+    elif len(teachers.models) > 1:
+        why_not = "several teachers"
+    elif getattr(teacher, "takes_index", False):
+        why_not = "the teacher is precomputed logits already"
+    elif settings.mix != "none":
+        why_not = f"trainer.mix={settings.mix} mixes images after the views are drawn"
+    elif teacher_path is None or not Path(teacher_path).is_file():
+        why_not = "the teacher has no weights file to key the cache on"
+    if why_not:
+        (log.warning if mode == "true" else log.info)("teacher cache not used: %s", why_not)
+        return None, None, {"used": False, "reason": why_not}
+    views = 1 if data.augment == "none" else int(cfg.cache.views or settings.epochs)
+    example = data.train_x[:2].to(device).float().div(255)
+    layers = plain_value(cfg.distill.get("teacher_layers")) if (cfg.distill.get("beta") or 0) > 0 else None
+    tap_names = resolve_layers(teacher, example, layers, "teacher") if layers else []
+    key = CacheKey(
+        teacher=file_digest(teacher_path),
+        images=tensor_digest(data.train_x),
+        dataset=dataset_key(cfg),
+        augment=data.augment,
+        views=views,
+        seed=int(cfg.cache.seed),
+        taps=tap_names,
+        precision=settings.precision,
+    )
+    root = Path(str(cfg.cache.dir))
+    entry = open_entry(entry_dir(root, key))
+    if entry is None:
+        with torch.no_grad():
+            feat_numel = sum(int(np.prod(f.shape[1:])) for f in _tap_once(teacher, tap_names, example))
+        gb = views * len(data.train_y) * (data.num_classes + feat_numel) * 2 / 1e9
+        if gb > float(cfg.cache.max_gb):
+            why_not = f"it would take {gb:.1f} GB (> cache.max_gb={cfg.cache.max_gb}); fewer cache.views fit"
+            log.warning("teacher cache not used: %s", why_not)
+            return None, None, {"used": False, "reason": why_not}
+        t0 = time.perf_counter()
+        entry = build_entry(
+            root,
+            key,
+            teacher,
+            tap_names,
+            data.train_x,
+            device=device,
+            batch_size=settings.eval_batch_size,
+            channels_last=settings.channels_last,
+            autocast_ctx=autocast(device, settings.precision),
+            meta={"teacher_path": str(teacher_path), "dataset": data.name},
+        )
+        log.info(
+            "teacher cache built: %d view(s) of %d images in %.1f s, %s",
+            views,
+            len(data.train_y),
+            time.perf_counter() - t0,
+            entry.path,
+        )
+        status = "built"
+    else:
+        log.info("teacher cache hit: %s (%d view(s)); the teacher is not run during training", entry.path, views)
+        status = "hit"
+    x, augment, seed = data.train_x, data.augment, int(cfg.cache.seed)
+    cached = CachedTeacher(entry).to(device)
+    return (
+        cached,
+        (lambda epoch: make_view(x, augment, epoch % views, seed)),
+        {
+            "used": True,
+            "status": status,
+            "views": views,
+            "path": str(entry.path),
+        },
+    )
+
+
+def _tap_once(teacher: nn.Module, names: list[str], example: torch.Tensor) -> list[torch.Tensor]:
+    if not names:
+        return []
+    with Taps(teacher, names) as taps:
+        teacher(example)
+        return taps.take()
+
+
 def _extra_teachers(cfg: DictConfig) -> list[str]:
     """``distill.teachers``: more trained teachers (run folders or weights files) for multi-teacher KD."""
     return [str(p) for p in (plain_value(cfg.distill.get("teachers")) or [])]
@@ -319,7 +440,14 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         teachers = Teachers([teacher, *extra]) if teacher is not None else None
     save_resolved_config(cfg, run_dir)
     write_json(run_dir / "env.json", env_info(device))
-    student, spec, result, best = train_model(cfg, cfg.student, data, loss_fn, settings, device, run_dir, teachers)
+    cache_info, view_fn = {"used": False, "reason": "no teacher"}, None
+    if teachers is not None and not online:
+        cached, view_fn, cache_info = _teacher_cache(cfg, teachers, teacher_path, data, settings, device)
+        if cached is not None:
+            teachers = Teachers([cached])
+    student, spec, result, best = train_model(
+        cfg, cfg.student, data, loss_fn, settings, device, run_dir, teachers, view_fn=view_fn
+    )
     if online:
         _finish_peers(teachers, data, settings, device, int(cfg.seed))
     s_desc = describe(student, best, data, settings, device)
@@ -354,6 +482,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "method": method_name,
         "beta": loss_fn.beta if method_name else None,
         "train_images_per_s": round(result.train_images_per_s, 1),
+        "teacher_cache": cache_info,
         "train_seconds": round(result.train_seconds, 2),
         "bn_recalibrated_images": result.bn_recalibrated_images,
         "seed": int(cfg.seed),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,7 @@ def train_model(
     device: torch.device,
     run_dir: Path,
     teachers: Teachers | None = None,
+    view_fn: Callable[[int], torch.Tensor] | None = None,
 ) -> tuple[nn.Module, ModelSpec, FitResult, Path]:
     """Builds the model of ``node``, trains it, and returns it holding its best (by validation) weights.
 
@@ -119,6 +121,7 @@ def train_model(
         teachers=teachers,
         student_taps=s_taps,
         with_index=bool(getattr(method, "needs_index", False)) or (teachers is not None and teachers.takes_index),
+        view_fn=view_fn,
     )
     if result.bn_recalibrated_images:
         log.info(
