@@ -155,6 +155,7 @@ def write_table(out: Path, order: list[str], args: argparse.Namespace, teachers:
         secs = walls.get(method)
         if secs is None:  # a rerun of the script: the runs' own training time
             secs = statistics.fmean(s["train_seconds"] for s in runs)
+        cached = [bool((s.get("teacher_cache") or {}).get("used")) for s in runs]
         rows.append(
             [
                 method,
@@ -163,9 +164,10 @@ def write_table(out: Path, order: list[str], args: argparse.Namespace, teachers:
                 f"{mean:.4f} ± {std:.4f}",
                 f"{(mean - base_mean) * 100:+.2f}",
                 f"{secs:.0f}",
+                "yes" if all(cached) else "no",
             ]
         )
-    head = ["method", "what", "seeds", "test acc", "gain (points)", "s/run"]
+    head = ["method", "what", "seeds", "test acc", "gain (points)", "s/run", "teacher cache"]
     title = (
         f"{args.dataset}: teacher {args.teacher} ({t_acc:.4f}), student {args.student}, "
         f"{args.epochs} epochs, seeds {', '.join(map(str, args.seeds))}"
