@@ -21,9 +21,10 @@ STAGES = {
     "export": "ONNX export checked in onnxruntime: distill export run=RUN_DIR",
     "report": "compare the runs of a sweep: distill report SWEEP_DIR",
     "chain": "teacher -> assistant -> student (or born-again generations): distill chain chain.models=[A,B,C]",
+    "cache": "the teacher output cache: distill cache ls | verify | clear [entry=KEY]",
     "inspect": "list a model's layers and output shapes, for distill.*_layers: distill inspect teacher=NAME",
 }
-_POSITIONAL = {"eval": "run", "export": "run", "report": "dir"}
+_POSITIONAL = {"eval": "run", "export": "run", "report": "dir", "cache": "action"}
 # Flags after which Hydra's own handling should run untouched (help, config printing, completion).
 _NO_PRECHECK = (
     "--help",

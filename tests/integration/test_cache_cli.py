@@ -1,0 +1,70 @@
+"""The teacher cache as a user meets it: built once, read by the next run, verified, cleared."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from distill import config_dir
+from distill.stages import teacher as teacher_stage
+from tests.conftest import FAST, run_cli
+
+RUN = ["teacher=lenet5", "student=mlp", "student.kwargs.hidden=[32]", "trainer.epochs=2", *FAST]
+
+
+def _train_teacher(root: Path) -> Path:
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        cfg = compose(config_name="teacher", overrides=["teacher=lenet5", "trainer.epochs=1", *FAST])
+    GlobalHydra.instance().clear()
+    cfg.paths.output_dir = str(root / "teacher")
+    teacher_stage.run(cfg)
+    return root / "teacher"
+
+
+def _summaries(root: Path) -> list[dict]:
+    files = sorted((root / "outputs" / "train").glob("*/*/summary.json"))
+    return [json.loads(p.read_text()) for p in files]
+
+
+def test_second_run_reads_the_cache_and_gets_the_same_numbers(tmp_path):
+    teacher = _train_teacher(tmp_path)
+    for _ in range(2):
+        result = run_cli("train", f"teacher.checkpoint={teacher}", *RUN, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr[-3000:]
+    first, second = _summaries(tmp_path)
+    assert first["teacher_cache"]["status"] == "built" and second["teacher_cache"]["status"] == "hit"
+    assert first["teacher_cache"]["views"] == 2  # one augmented view per epoch
+    assert first["test_acc"] == second["test_acc"] and first["last_test_acc"] == second["last_test_acc"]
+    assert "teacher cache hit" in result.stdout + result.stderr
+
+    result = run_cli("cache", "verify", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert " ok " in result.stdout
+    # A corrupted entry is caught by verify: one line, exit 2.
+    (entry,) = (tmp_path / "outputs" / "cache").iterdir()
+    logits = np.load(entry / "logits.npy", mmap_mode="r+")
+    logits[0, :] += 1.0
+    logits.flush()
+    del logits
+    result = run_cli("cache", "verify", cwd=tmp_path)
+    assert result.returncode == 2 and "MISMATCH" in result.stdout and "failed" in result.stderr
+
+    result = run_cli("cache", "ls", cwd=tmp_path)
+    assert entry.name in result.stdout
+    result = run_cli("cache", "clear", cwd=tmp_path)
+    assert result.returncode == 0 and not any((tmp_path / "outputs" / "cache").iterdir())
+
+
+def test_a_changed_teacher_never_reads_the_old_entry(tmp_path):
+    teacher = _train_teacher(tmp_path)
+    assert run_cli("train", f"teacher.checkpoint={teacher}", *RUN, cwd=tmp_path).returncode == 0
+    weights = teacher / "checkpoints" / "best.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-4] + b"\x00\x00\x80\x3f")  # one weight changed
+    result = run_cli("train", f"teacher.checkpoint={teacher}", *RUN, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert [s["teacher_cache"]["status"] for s in _summaries(tmp_path)] == ["built", "built"]
+    assert len(list((tmp_path / "outputs" / "cache").iterdir())) == 2
