@@ -23,6 +23,19 @@ from distill.engine.taps import Taps
 log = logging.getLogger("distill")
 
 
+def fast_bf16(device: torch.device) -> bool:
+    """Whether ``device`` runs bfloat16 matrix maths natively (so bf16 inference is faster, not emulated)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        cpu = torch.cpu
+        return bool(
+            getattr(cpu, "_is_avx512_bf16_supported", lambda: False)()
+            or getattr(cpu, "_is_amx_tile_supported", lambda: False)()
+        )
+    return False
+
+
 @dataclass
 class TrainerSettings:
     """How to train; mirrors the ``trainer`` config group (see ``conf/trainer/default.yaml``)."""
@@ -31,6 +44,7 @@ class TrainerSettings:
     batch_size: int = 64
     device: str = "auto"
     precision: str = "32"
+    teacher_precision: str = "auto"
     num_workers: int = 0
     channels_last: bool = True
     bn_recalibrate: bool = True
@@ -40,6 +54,13 @@ class TrainerSettings:
     progress: str = "auto"
     mix: str = "none"
     mix_alpha: float = 1.0
+
+    def teacher_autocast(self) -> str:
+        """The teacher's inference precision: ``auto`` is bf16 where the hardware computes it natively
+        (CPUs with AVX512-BF16 or AMX, CUDA GPUs with bf16), else the student's precision."""
+        if self.teacher_precision != "auto":
+            return self.teacher_precision
+        return "bf16-mixed" if fast_bf16(self.torch_device()) else self.precision
 
     def torch_device(self) -> torch.device:
         if self.device == "auto":

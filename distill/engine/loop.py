@@ -59,9 +59,11 @@ class Teachers:
         online: bool = False,
         mutual: bool = False,
         temperature: float = 1.0,
+        precision: str | None = None,
     ) -> None:
         self.models, self.taps = list(models), taps
         self.online, self.mutual, self.temperature = online, mutual, temperature
+        self.precision = precision  # frozen teachers' inference precision (None: the student's)
 
     @property
     def takes_index(self) -> bool:
@@ -79,7 +81,8 @@ class Teachers:
     ) -> tuple[torch.Tensor | list[torch.Tensor], list[torch.Tensor], list[torch.Tensor] | None]:
         """Returns the logits the student learns from, the tapped features, and (online) the
         peers' own logits with autograd."""
-        with torch.set_grad_enabled(self.online), autocast(device, precision):
+        teacher_precision = precision if self.online or self.precision is None else self.precision
+        with torch.set_grad_enabled(self.online), autocast(device, teacher_precision):
             outs = [m(index) if getattr(m, "takes_index", False) else m(x) for m in self.models]
         if self.taps is not None:
             feats = [f.detach() for f in self.taps.take()]

@@ -81,6 +81,8 @@ def check_training(cfg: DictConfig, errors: list[str], model_keys: tuple[str, ..
     _num(cfg, "trainer.bn_recalibrate_batches", errors, lo=1, integer=True)
     _choice(cfg, "trainer.device", DEVICES, errors)
     _choice(cfg, "trainer.precision", PRECISIONS, errors)
+    if cfg.trainer.get("teacher_precision") is not None:
+        _choice(cfg, "trainer.teacher_precision", ("auto", *PRECISIONS), errors)
     _choice(cfg, "trainer.progress", ("auto", "on", "off"), errors)
     if cfg.trainer.device == "cuda" and not torch.cuda.is_available():
         errors.append("trainer.device=cuda but no CUDA device is available; use trainer.device=auto or cpu")

@@ -8,16 +8,19 @@ order and the input's shape. The export is checked in onnxruntime on real test i
 from __future__ import annotations
 
 import logging
+import tempfile
 from pathlib import Path
 from typing import Any
 
+import torch
 from omegaconf import DictConfig
 
 from distill.engine.checkpoint import check_weights, load_model
-from distill.engine.runs import write_json
-from distill.engine.tables import console
+from distill.engine.runs import read_json, write_json
+from distill.engine.tables import console, print_table
 from distill.errors import UserError
 from distill.export.onnx import check_onnx, export_onnx
+from distill.export.quantize import ort_accuracy, ort_latency_ms, quantize_static_int8
 from distill.stages.common import hydra_entry, raise_if
 from distill.stages.eval import load_split
 
@@ -36,6 +39,10 @@ def validate(cfg: DictConfig) -> None:
         errors.append(f"tolerance must be a number > 0, got {cfg.tolerance!r}")
     if not isinstance(cfg.opset, int) or not 13 <= cfg.opset <= 23:
         errors.append(f"opset must be a whole number from 13 to 23, got {cfg.opset!r}")
+    if cfg.get("quantize") not in (None, "int8"):
+        errors.append(f"quantize={cfg.quantize!r} must be null or int8")
+    if not isinstance(cfg.get("calibration_images", 1), int) or cfg.get("calibration_images", 1) < 1:
+        errors.append(f"calibration_images must be a whole number >= 1, got {cfg.calibration_images!r}")
     if cfg.output is not None and not str(cfg.output).endswith(".onnx"):
         errors.append(f"output={cfg.output} must end in .onnx")
     raise_if(errors)
@@ -80,7 +87,50 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         f"(tolerance {cfg.tolerance:g}) [green]OK[/green]"
     )
     console.print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB) and {meta_path}")
-    return {"stage": "export", "onnx": str(out), "model_json": str(meta_path), "max_abs_diff": diff}
+    result = {"stage": "export", "onnx": str(out), "model_json": str(meta_path), "max_abs_diff": diff}
+    if cfg.get("quantize") == "int8":
+        result["int8"] = _int8(cfg, out, config, run_dir, spec.name)
+        meta["int8"] = result["int8"]
+        write_json(meta_path, meta)
+    return result
+
+
+def _int8(cfg: DictConfig, fp32: Path, config: dict, run_dir: Path, name: str) -> dict[str, Any]:
+    """Quantizes ``fp32`` to int8 calibrated on training images; compares accuracy and latency with
+    the float model and with the teacher the run was distilled from, all in onnxruntime."""
+    train_x, _, _ = load_split(config, "train")
+    test_x, test_y, _ = load_split(config, "test")
+    g = torch.Generator().manual_seed(0)
+    calib = train_x[torch.randperm(len(train_x), generator=g)[: cfg.calibration_images]].float().div(255)
+    q = fp32.with_name(fp32.stem + ".int8.onnx")
+    quantize_static_int8(fp32, q, calib)
+    rows = []
+    summary_file = run_dir / "summary.json"
+    teacher_weights = read_json(summary_file).get("teacher_weights") if summary_file.is_file() else None
+    with tempfile.TemporaryDirectory() as tmp:
+        if teacher_weights and Path(teacher_weights).is_file() and Path(teacher_weights).suffix == ".safetensors":
+            teacher, tspec, _, _ = load_model(teacher_weights)
+            t_onnx = export_onnx(teacher, test_x[:2].float().div(255), Path(tmp) / "teacher.onnx", cfg.opset)
+            rows.append(_measure(f"teacher {tspec.name}", "float32", t_onnx, test_x, test_y))
+        rows.append(_measure(f"student {name}", "float32", fp32, test_x, test_y))
+        rows.append(_measure(f"student {name}", "int8", q, test_x, test_y))
+    print_table(
+        f"onnxruntime, {len(test_y)} test images, latency at batch 1 on 1 thread (median of 50)",
+        ("model", "weights", "test acc", "latency ms/img", "size MB"),
+        [[r["model"], r["weights"], r["test_acc"], r["latency_ms"], r["size_mb"]] for r in rows],
+    )
+    console.print(f"wrote {q} ({q.stat().st_size / 1e6:.2f} MB), calibrated on {len(calib)} training images")
+    return {"path": str(q), "calibration_images": len(calib), "models": rows}
+
+
+def _measure(label: str, kind: str, path: Path, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
+    return {
+        "model": label,
+        "weights": kind,
+        "test_acc": round(ort_accuracy(path, x, y), 6),
+        "latency_ms": round(ort_latency_ms(path, x[:1]), 4),
+        "size_mb": round(path.stat().st_size / 1e6, 3),
+    }
 
 
 main = hydra_entry("export", run)

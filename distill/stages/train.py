@@ -174,7 +174,7 @@ def train_teacher(cfg: DictConfig, run_dir: Path | None = None) -> Path:
     tcfg.paths.root = str(cfg.paths.root)
     stamp = datetime.now().strftime("%Y-%m-%d/%H-%M-%S_%f")
     tcfg.paths.output_dir = str(run_dir or Path(cfg.paths.root) / "teacher" / stamp)
-    for key in ("device", "precision", "threads", "progress", "num_workers", "channels_last"):
+    for key in ("device", "precision", "threads", "progress", "num_workers", "channels_last", "teacher_precision"):
         tcfg.trainer[key] = cfg.trainer[key]
     teacher_stage.run(tcfg)
     return Path(tcfg.paths.output_dir)
@@ -309,7 +309,7 @@ def _teacher_cache(
         views=views,
         seed=int(cfg.cache.seed),
         taps=tap_names,
-        precision=settings.precision,
+        precision=settings.teacher_autocast(),
     )
     root = Path(str(cfg.cache.dir))
     entry = open_entry(entry_dir(root, key))
@@ -331,7 +331,7 @@ def _teacher_cache(
             device=device,
             batch_size=settings.eval_batch_size,
             channels_last=settings.channels_last,
-            autocast_ctx=autocast(device, settings.precision),
+            autocast_ctx=autocast(device, settings.teacher_autocast()),
             meta={"teacher_path": str(teacher_path), "dataset": data.name},
         )
         log.info(
@@ -437,7 +437,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     else:
         teacher, teacher_path = load_teacher(cfg, data, device, settings) if loss_fn.uses_teacher else (None, None)
         extra = [load_frozen(weights_path(str(p)), data, device, settings)[0] for p in _extra_teachers(cfg)]
-        teachers = Teachers([teacher, *extra]) if teacher is not None else None
+        teachers = Teachers([teacher, *extra], precision=settings.teacher_autocast()) if teacher is not None else None
     save_resolved_config(cfg, run_dir)
     write_json(run_dir / "env.json", env_info(device))
     cache_info, view_fn = {"used": False, "reason": "no teacher"}, None

@@ -98,6 +98,24 @@ def test_export_runs_in_onnxruntime_with_the_same_answers(workdir):
         assert np.abs(got - want).max() <= 1e-4
 
 
+def test_int8_export_reports_accuracy_and_latency_before_after_and_the_teachers(workdir):
+    run = _runs(workdir, "train")[0]
+    result = run_cli("export", str(run), "quantize=int8", "output=" + str(run / "q" / "model.onnx"), cwd=workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    q = run / "q" / "model.int8.onnx"
+    assert q.is_file() and q.stat().st_size < (run / "q" / "model.onnx").stat().st_size
+    rows = json.loads((run / "q" / "model.json").read_text())["int8"]["models"]
+    assert [(r["model"].split()[0], r["weights"]) for r in rows] == [
+        ("teacher", "float32"),
+        ("student", "float32"),
+        ("student", "int8"),
+    ]
+    fp32, int8 = rows[1]["test_acc"], rows[2]["test_acc"]
+    assert abs(fp32 - int8) < 0.05, rows  # quantization costs little on a small MLP
+    assert rows[1]["test_acc"] == pytest.approx(json.loads((run / "summary.json").read_text())["test_acc"], abs=0.01)
+    assert all(r["latency_ms"] > 0 for r in rows)
+
+
 def test_sweep_ends_with_a_table_and_report_reprints_it(workdir):
     result = run_cli("train", "-m", *TINY, "trainer.epochs=1", "distill.temperature=1,4", "seed=0,1", cwd=workdir)
     assert result.returncode == 0, result.stderr[-3000:]
