@@ -95,7 +95,8 @@ def main() -> None:
         teachers[name] = run
     fill = {"teacher2": str(teachers["teacher2"]), "student": args.student}
     seeds = ",".join(map(str, args.seeds))
-    walls: dict[str, float] = {}
+    walls_file = out / "walls.json"  # wall time per run of each method, kept across invocations
+    walls: dict[str, float] = json.loads(walls_file.read_text()) if walls_file.is_file() else {}
     order = ["none"] + [m for m in args.methods if m != "none"]
     for method in order:
         desc, extra = METHODS[method]
@@ -132,12 +133,13 @@ def main() -> None:
                 log=out / "logs" / f"{method}.log",
             )
         walls[method] = wall / len(args.seeds)
+        walls_file.write_text(json.dumps(walls, indent=1))
         accs = [s["test_acc"] for s in summaries(folder)]
         print(
             f"{method}: {statistics.fmean(accs):.4f} ({', '.join(f'{a:.3f}' for a in accs)}) {walls[method]:.0f} s/run",
             flush=True,
         )
-    write_table(out, order, args, teachers, walls)
+    write_table(out, [m for m in METHODS if summaries(out / m)], args, teachers, walls)
 
 
 def write_table(out: Path, order: list[str], args: argparse.Namespace, teachers: dict, walls: dict) -> None:
