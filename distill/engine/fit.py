@@ -53,6 +53,7 @@ class TrainerSettings:
     threads: int | None = None
     progress: str = "auto"
     mix: str = "none"
+    compile: bool = False
     mix_alpha: float = 1.0
 
     def teacher_autocast(self) -> str:
@@ -100,6 +101,13 @@ def fit(
     (the caller loads ``best`` for the test figure); ``last_test_acc`` is measured here.
     """
     device = settings.torch_device()
+    # torch.compile for the training steps only; the eager module (same parameters) is saved,
+    # evaluated and exported. Feature taps are forward hooks, which compiled graphs may skip.
+    step_model = model
+    if settings.compile and student_taps is None:
+        step_model = torch.compile(model)
+    elif settings.compile:
+        log.warning("trainer.compile is off for this run: the method reads student layers through hooks")
     cl = settings.channels_last
     loader = BatchLoader(
         data.train_x,
@@ -129,7 +137,7 @@ def fit(
                 bar.step(epoch, loss, acc, (step * settings.batch_size + n) / (time.perf_counter() - t0))
 
             stats = train_one_epoch(
-                model,
+                step_model,
                 loss_fn,
                 loader,
                 optimizer,

@@ -92,10 +92,14 @@ def check_training(cfg: DictConfig, errors: list[str], model_keys: tuple[str, ..
         _num(cfg, "trainer.threads", errors, lo=1, integer=True)
     _num(cfg, "optim.lr", errors, lo=0, lo_open=True)
     _choice(cfg, "dataset.augment", AUGMENTS, errors)
+    for key in ("compile", "channels_last", "bn_recalibrate"):
+        if key in cfg.trainer and not isinstance(cfg.trainer[key], bool):
+            errors.append(f"trainer.{key} must be true or false, got {cfg.trainer[key]!r}")
     if cfg.trainer.get("mix") is not None:
         _choice(cfg, "trainer.mix", MIXES, errors)
         _num(cfg, "trainer.mix_alpha", errors, lo=0, lo_open=True)
-    _num(cfg, "dataset.val_fraction", errors, lo=0, hi=0.9, lo_open=True)
+    if "val_fraction" in cfg.dataset:
+        _num(cfg, "dataset.val_fraction", errors, lo=0, hi=0.9, lo_open=True)
     models = available_models()
     for key in model_keys:
         name = OmegaConf.select(cfg, f"{key}.name")
