@@ -92,7 +92,8 @@ class Teachers:
         return (seen[0] if len(seen) == 1 else seen), feats, (outs if self.online else None)
 
     def peer_loss(self, peer_logits: list[torch.Tensor], s_logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """The online peers' own loss: CE each, plus the mutual-learning terms when ``mutual``."""
+        """The online peers' own loss: CE each, plus the mutual-learning terms when ``mutual``.
+        ``y`` are labels or, under mixup/cutmix, soft targets (B, K)."""
         if self.mutual:
             return sum(mutual_losses([*peer_logits, s_logits], y, self.temperature)[:-1])
         return sum(F.cross_entropy(p.float(), y) for p in peer_logits)
@@ -143,7 +144,7 @@ def train_one_epoch(
             s_logits, t_logits, y, s_feats=s_feats, t_feats=t_feats, index=index, epoch=epoch, y_soft=y_soft
         )
         if peers is not None:
-            peer_loss = teachers.peer_loss(peers, s_logits, y)
+            peer_loss = teachers.peer_loss(peers, s_logits, y if y_soft is None else y_soft)
             loss = loss + peer_loss
             parts = {**parts, "peers": peer_loss.detach()}
         optimizer.zero_grad(set_to_none=True)

@@ -73,7 +73,7 @@ def trace_layers(model: nn.Module, example: torch.Tensor) -> list[LayerInfo]:
     return sorted(infos.values(), key=lambda i: i.order)
 
 
-def auto_layers(layers: list[LayerInfo], limit: int = 4) -> list[str]:
+def auto_layers(layers: list[LayerInfo], limit: int = 4, head: str | None = None) -> list[str]:
     """The last block of each stage: per spatial resolution, the shallowest last module producing it."""
     maps = [i for i in layers if len(i.shape) == 3]
     tokens = [i for i in layers if len(i.shape) == 2 and i.params > 0]
@@ -93,16 +93,23 @@ def auto_layers(layers: list[LayerInfo], limit: int = 4) -> list[str]:
     # No feature maps: the siblings with parameters inside the largest container (encoder blocks,
     # hidden layers of an MLP), the classification head excluded, at most ``limit`` evenly spaced.
     by_parent: dict[str, list[LayerInfo]] = {}
-    for info in layers[:-1]:  # the last module to run is the head
-        if info.params > 0:
+    for info in layers:
+        if info.params > 0 and info.name != head and info.name.count(".") > 0:  # not the head, not "net"
             by_parent.setdefault(info.name.rpartition(".")[0], []).append(info)
     if not by_parent:
         return []
-    members = max(by_parent.values(), key=len)
+    members = max(by_parent.values(), key=lambda m: (len(m), m[0].name.count(".")))  # ties: the deeper
     if len(members) > limit:
         step = len(members) / limit
         members = [members[int((k + 1) * step) - 1] for k in range(limit)]
     return [m.name for m in members]
+
+
+def _head_or_none(model: nn.Module) -> str | None:
+    try:
+        return head_name(model)
+    except UserError:
+        return None
 
 
 def resolve_layers(model: nn.Module, example: torch.Tensor, spec: str | Sequence[str] | None, role: str) -> list[str]:
@@ -121,7 +128,7 @@ def resolve_layers(model: nn.Module, example: torch.Tensor, spec: str | Sequence
         item = str(item)
         if item == "auto":
             layers = layers or trace_layers(model, example)
-            names += auto_layers(layers)
+            names += auto_layers(layers, head=_head_or_none(model))
         elif item == HEAD:
             names.append(HEAD)
         else:

@@ -30,6 +30,8 @@ class DistillInputs:
         t_feats: teacher features at ``distill.teacher_layers`` (computed without autograd).
         index: the samples' positions in the training split (B,), for methods with a memory bank.
         epoch: the current epoch, counting from 0 (for warm-ups and two-stage schedules).
+        y_soft: with mixup/cutmix, the mixed targets (B, K) that replace ``y`` in cross-entropy terms;
+            ``y`` is then the label of the larger share.
     """
 
     s_logits: torch.Tensor
@@ -39,6 +41,12 @@ class DistillInputs:
     t_feats: list[torch.Tensor] = field(default_factory=list)
     index: torch.Tensor | None = None
     epoch: int = 0
+    y_soft: torch.Tensor | None = None
+
+    @property
+    def ce_target(self) -> torch.Tensor:
+        """What a cross-entropy term against the labels should use: ``y_soft`` when mixing, else ``y``."""
+        return self.y if self.y_soft is None else self.y_soft
 
 
 class Method(nn.Module):

@@ -106,7 +106,7 @@ class SelfDistillation(Method):
         ce, kd, hint = [], [], []
         for head, f in zip(self.heads, b.s_feats[:-1]):
             h, z = head(f)
-            ce.append(F.cross_entropy(z, b.y))
+            ce.append(F.cross_entropy(z, b.ce_target))
             log_z = F.log_softmax(z / T, dim=1)
             kd.append(F.kl_div(log_z, log_teacher, reduction="batchmean", log_target=True) * T * T)
             hint.append((h - target).pow(2).sum(dim=1).mean())

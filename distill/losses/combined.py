@@ -55,7 +55,7 @@ class DistillLoss(nn.Module):
         if self.method is None or self.beta == 0:
             return total, parts
         terms = self.method(
-            DistillInputs(s_logits, t_logits, y, list(s_feats or []), list(t_feats or []), index, epoch)
+            DistillInputs(s_logits, t_logits, y, list(s_feats or []), list(t_feats or []), index, epoch, y_soft)
         )
         for name, value in terms.items():
             total = total + self.beta * value

@@ -14,6 +14,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from distill.engine.checkpoint import read_weights, spec_of, weights_path
 from distill.engine.runs import write_json
 from distill.engine.tables import print_table
 from distill.errors import UserError
@@ -70,8 +71,17 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     first.teacher = {**_node("teacher", models[0], cfg), "checkpoint": cfg.teacher.checkpoint}
     if cfg.teacher.checkpoint is not None:
         prev = Path(str(cfg.teacher.checkpoint))
+        weights = weights_path(prev)
+        spec = spec_of(read_weights(weights)[1], weights)
+        if spec is not None and spec.name != models[0]:
+            raise UserError(
+                f"teacher.checkpoint={prev} holds a {spec.name}, but chain.models starts with {models[0]}; "
+                f"start the chain with {spec.name}"
+            )
         log.info("chain step 0: %s from %s", models[0], prev)
-        steps.append({"step": 0, "model": models[0], "run": str(prev), "test_acc": None, "params": None})
+        summary_file = weights.parent.parent / "summary.json"
+        summary = _read_summary(weights.parent.parent) if summary_file.is_file() else {}
+        steps.append({"step": 0, "model": models[0], "run": str(prev), **_figures(summary)})
     else:
         prev = train_stage.train_teacher(first, chain_dir / f"0_{models[0]}")
         summary = _read_summary(prev)

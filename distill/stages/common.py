@@ -259,3 +259,21 @@ def hydra_entry(stage: str, run_fn: Any, metric: str | None = None) -> Any:
         return summary.get(metric) if metric and isinstance(summary, dict) else None
 
     return main
+
+
+def teacher_for_comparison(path: str | None) -> tuple[Any, str] | None:
+    """The teacher a run learned from, to compare with in eval/export: a distill weights file or an
+    ONNX file (run in onnxruntime); None for precomputed logits or a file that is gone."""
+    if not path or not Path(path).is_file():
+        return None
+    if Path(path).suffix == ".onnx":
+        from distill.models.onnx_teacher import OnnxTeacher
+
+        return OnnxTeacher(path), "onnx"
+    from distill.engine.checkpoint import load_model
+
+    try:
+        model, spec, _, _ = load_model(path)
+    except UserError:  # precomputed logits: nothing to run on test images
+        return None
+    return model, spec.name

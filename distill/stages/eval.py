@@ -7,7 +7,6 @@ Writes ``eval.json`` into the run folder.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -21,7 +20,7 @@ from distill.engine.runs import read_json, write_json
 from distill.engine.tables import print_table
 from distill.errors import UserError
 from distill.models.registry import count_params
-from distill.stages.common import hydra_entry, raise_if
+from distill.stages.common import hydra_entry, raise_if, teacher_for_comparison
 
 
 def validate(cfg: DictConfig) -> None:
@@ -71,11 +70,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         **speed(model, x[:1].to(device).float().div(255)),
     }
     summary = read_json(run_dir / "summary.json") or {}
-    teacher_file = summary.get("teacher_weights")
-    if teacher_file and Path(teacher_file).is_file():
-        teacher, tspec, _, _ = load_model(teacher_file)
+    found = teacher_for_comparison(summary.get("teacher_weights"))
+    if found is not None:
+        teacher, teacher_name = found
         t_logits = predict(teacher.to(device), x, cfg.batch_size, device)
-        result["teacher"] = tspec.name
+        result["teacher"] = teacher_name
         result["teacher_top1"] = round(topk_accuracy(t_logits, y, 1), 6)
         result["teacher_agreement"] = round((t_logits.argmax(1) == logits.argmax(1)).float().mean().item(), 6)
     write_json(run_dir / "eval.json", result)

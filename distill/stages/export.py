@@ -21,7 +21,7 @@ from distill.engine.tables import console, print_table
 from distill.errors import UserError
 from distill.export.onnx import check_onnx, export_onnx
 from distill.export.quantize import ort_accuracy, ort_latency_ms, quantize_static_int8
-from distill.stages.common import hydra_entry, raise_if
+from distill.stages.common import hydra_entry, raise_if, teacher_for_comparison
 from distill.stages.eval import load_split
 
 log = logging.getLogger("distill")
@@ -106,12 +106,14 @@ def _int8(cfg: DictConfig, fp32: Path, config: dict, run_dir: Path, name: str) -
     quantize_static_int8(fp32, q, calib)
     rows = []
     summary_file = run_dir / "summary.json"
-    teacher_weights = read_json(summary_file).get("teacher_weights") if summary_file.is_file() else None
+    teacher_file = read_json(summary_file).get("teacher_weights") if summary_file.is_file() else None
+    found = teacher_for_comparison(teacher_file)
     with tempfile.TemporaryDirectory() as tmp:
-        if teacher_weights and Path(teacher_weights).is_file() and Path(teacher_weights).suffix == ".safetensors":
-            teacher, tspec, _, _ = load_model(teacher_weights)
-            t_onnx = export_onnx(teacher, test_x[:2].float().div(255), Path(tmp) / "teacher.onnx", cfg.opset)
-            rows.append(_measure(f"teacher {tspec.name}", "float32", t_onnx, test_x, test_y))
+        if found is not None and found[1] == "onnx":
+            rows.append(_measure("teacher (onnx)", "float32", Path(teacher_file), test_x, test_y))
+        elif found is not None:
+            t_onnx = export_onnx(found[0], test_x[:2].float().div(255), Path(tmp) / "teacher.onnx", cfg.opset)
+            rows.append(_measure(f"teacher {found[1]}", "float32", t_onnx, test_x, test_y))
         rows.append(_measure(f"student {name}", "float32", fp32, test_x, test_y))
         rows.append(_measure(f"student {name}", "int8", q, test_x, test_y))
     print_table(

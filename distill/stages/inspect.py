@@ -28,6 +28,8 @@ def validate(cfg: DictConfig) -> None:
     models = available_models()
     for role in roles:
         name = str(cfg[role].name)
+        if cfg[role].get("source") == "timm":
+            continue  # checked when built
         if name not in models:
             errors.append(f"{role}.name={name!r} is not a known model{closest(name, models)}")
     if cfg.depth is not None and (not isinstance(cfg.depth, int) or cfg.depth < 0):
@@ -46,12 +48,12 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         spec = model_spec(cfg[role], data)
         try:
             model = build_from_spec(spec)
-        except TypeError as e:
+        except (TypeError, ValueError, RuntimeError) as e:
             raise UserError(f"cannot build {spec.name}: {e}") from e
         with torch.no_grad():
             layers = trace_layers(model, example)
-        auto = auto_layers(layers)
         head = head_name(model)
+        auto = auto_layers(layers, head=head)
         rows = []
         for info in layers:
             depth = info.name.count(".") - 1  # below the Classifier's "net"

@@ -45,7 +45,7 @@ from distill.losses.combined import DistillLoss
 from distill.losses.kd import KDLoss
 from distill.models.logits_teacher import LogitsFileTeacher
 from distill.models.onnx_teacher import OnnxTeacher
-from distill.models.registry import build_model
+from distill.models.registry import available_models, build_model
 from distill.stages import teacher as teacher_stage
 from distill.stages.common import (
     _num,
@@ -99,12 +99,77 @@ def build_loss(cfg: DictConfig, epochs: int) -> DistillLoss:
     return DistillLoss(kd, method, float(d.get("beta", 0.0)))
 
 
+def as_list(value: Any) -> list[str]:
+    """A config value that may be one name or a list of names, as a list."""
+    value = plain_value(value)
+    if value is None:
+        return []
+    return [str(value)] if isinstance(value, str) else [str(v) for v in value]
+
+
+def _check_method(cfg: DictConfig, errors: list[str]) -> None:
+    """The method's own settings: instantiated once here, so a bad value is one line before any run."""
+    d = cfg.distill
+    if d.get("method") is None:
+        return
+    try:
+        method = instantiate(d.method, _convert_="all")
+    except Exception as e:  # noqa: BLE001 - hydra wraps the constructor's error; show its root cause
+        cause = e
+        while cause.__cause__ is not None:
+            cause = cause.__cause__
+        errors.append(f"distill.method ({d.method._target_.rsplit('.', 1)[-1]}): {cause}")
+        return
+    if not getattr(method, "uses_teacher", True) and isinstance(d.alpha, (int, float)) and d.alpha > 0:
+        errors.append(
+            f"{type(method).__name__} distils the student into itself without a teacher: distill.alpha must be 0, "
+            f"got {d.alpha}"
+        )
+    n_teachers = 1 + len(as_list(d.get("teachers")))
+    for key in ("weights", "temperatures"):
+        values = getattr(method, key, None)
+        given = plain_value(d.method.get(key))
+        if given is not None and values is not None and len(given) != n_teachers:
+            errors.append(
+                f"distill.method.{key} has {len(given)} values for {n_teachers} teacher(s) "
+                "(the teacher config's and distill.teachers)"
+            )
+    hint_epochs = d.method.get("hint_epochs")
+    if hint_epochs is not None and (not isinstance(hint_epochs, int) or hint_epochs < 0):
+        errors.append(f"distill.method.hint_epochs must be a whole number >= 0, got {hint_epochs!r}")
+
+
+def _check_black_box_file(cfg: DictConfig, errors: list[str]) -> None:
+    """Opens the ONNX or logits file once, so a wrong file is refused before a run folder exists."""
+    path = str(cfg.teacher.path)
+    if not Path(path).is_file():
+        return
+    try:
+        if cfg.teacher.name == "onnx":
+            OnnxTeacher(path)
+        else:
+            LogitsFileTeacher(path)
+    except UserError as e:
+        errors.append(f"teacher.path: {e}")
+
+
+def _check_timm_name(node: DictConfig, role: str, errors: list[str]) -> None:
+    try:
+        import timm
+    except ImportError:
+        errors.append(f"{role}=timm needs the optional extra: pip install 'distill[timm]'")
+        return
+    if not timm.is_model(str(node.name)):
+        names = timm.list_models(f"*{str(node.name)[:4]}*")[:8]
+        errors.append(f"{role}.name={node.name!r} is not a timm model{closest(str(node.name), names)}")
+
+
 def _check_layer_names(cfg: DictConfig, roles: tuple[str, ...], errors: list[str]) -> None:
     """Explicit ``distill.*_layers`` names must exist in the model: checked on a model built for
     stand-in data (layer names do not depend on classes or image size), before any folder exists."""
     for role in roles:
-        names = [n for n in plain_value(cfg.distill.get(f"{role}_layers")) or [] if n not in ("auto", HEAD)]
-        if not names or isinstance(plain_value(cfg.distill.get(f"{role}_layers")), str):
+        names = [n for n in as_list(cfg.distill.get(f"{role}_layers")) if n not in ("auto", HEAD)]
+        if not names:
             continue
         node = cfg[role]
         try:
@@ -142,6 +207,12 @@ def validate(cfg: DictConfig) -> None:
             )
         if cfg.teacher.name == "logits" and cfg.trainer.get("mix", "none") != "none":
             errors.append("precomputed teacher logits cannot follow mixed images; use trainer.mix=none")
+        _check_black_box_file(cfg, errors)
+    _check_method(cfg, errors)
+    for role in ("student", "teacher"):
+        node = cfg.get(role)
+        if node is not None and node.get("source") == "timm" and (role == "student" or uses_teacher_):
+            _check_timm_name(node, role, errors)
     cache = cfg.get("cache")
     if cache is not None:
         if str(cache.enabled).lower() not in ("auto", "true", "false"):
@@ -152,9 +223,13 @@ def validate(cfg: DictConfig) -> None:
         _num(cfg, "cache.seed", errors, lo=0, integer=True)
     if not errors:
         _check_layer_names(cfg, ("student", "teacher") if uses_teacher_ and not black_box else ("student",), errors)
-    for i, extra in enumerate(plain_value(cfg.distill.get("teachers")) or []):
+    for i, extra in enumerate(as_list(cfg.distill.get("teachers"))):
         check_path(extra, f"distill.teachers[{i}]", errors)
     online = bool(cfg.distill.get("online", False))
+    known = available_models()
+    for peer in as_list(cfg.distill.get("peers")):
+        if peer not in known:
+            errors.append(f"distill.peers: {peer!r} is not a known model{closest(peer, known)}")
     if online and cfg.teacher.checkpoint is not None:
         errors.append("distill.online trains its peers from scratch; drop teacher.checkpoint (or use distill=kd)")
     if uses_teacher_ and not online and not black_box and cfg.teacher.checkpoint is not None and not errors:
@@ -369,13 +444,13 @@ def _tap_once(teacher: nn.Module, names: list[str], example: torch.Tensor) -> li
 
 def _extra_teachers(cfg: DictConfig) -> list[str]:
     """``distill.teachers``: more trained teachers (run folders or weights files) for multi-teacher KD."""
-    return [str(p) for p in (plain_value(cfg.distill.get("teachers")) or [])]
+    return as_list(cfg.distill.get("teachers"))
 
 
 def _online_peers(cfg: DictConfig, data: Splits, device: torch.device, settings: TrainerSettings) -> Teachers:
     """Fresh networks trained alongside the student: ``distill.peers`` names, else the teacher's model."""
-    names = plain_value(cfg.distill.get("peers")) or [str(cfg.teacher.name)]
-    nodes = [cfg.teacher] if not cfg.distill.get("peers") else [OmegaConf.create({"name": n}) for n in names]
+    names = as_list(cfg.distill.get("peers")) or [str(cfg.teacher.name)]
+    nodes = [cfg.teacher] if not as_list(cfg.distill.get("peers")) else [OmegaConf.create({"name": n}) for n in names]
     peers = []
     for node in nodes:
         net = build_from_spec(model_spec(node, data)).to(device)
@@ -388,7 +463,10 @@ def _online_peers(cfg: DictConfig, data: Splits, device: torch.device, settings:
         "deep mutual learning" if mutual else "online distillation",
         ", ".join(names),
     )
-    return Teachers(peers, online=True, mutual=mutual, temperature=float(cfg.distill.temperature))
+    # The peers learn at the temperature the student's method uses (DML: 1), so both sides match.
+    method = cfg.distill.get("method")
+    temperature = method.get("temperature", cfg.distill.temperature) if method is not None else cfg.distill.temperature
+    return Teachers(peers, online=True, mutual=mutual, temperature=float(temperature))
 
 
 def _finish_peers(teachers: Teachers, data: Splits, settings: TrainerSettings, device: torch.device, seed: int) -> None:
@@ -430,6 +508,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     loss_fn = build_loss(cfg, settings.epochs)
     method_name = type(loss_fn.method).__name__ if loss_fn.method is not None and loss_fn.beta > 0 else None
     online = bool(cfg.distill.get("online", False))
+    if method_name == "MultiTeacherKD" and not _extra_teachers(cfg):
+        log.warning("distill=multi_teacher with one teacher is plain KD: add distill.teachers=[RUN_DIR,...]")
     run_dir = output_dir(cfg)
     if online:
         teachers = _online_peers(cfg, data, device, settings)
@@ -494,7 +574,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     write_json(run_dir / "summary.json", summary)
     t_label = f"teacher {cfg.teacher.name}"
     if online:
-        peers = plain_value(cfg.distill.get("peers")) or [str(cfg.teacher.name)]
+        peers = as_list(cfg.distill.get("peers")) or [str(cfg.teacher.name)]
         t_label = f"{'peer' if cfg.distill.get('mutual') else 'online teacher'} {peers[0]}"
     rows = [model_row(t_label, t_desc)] if t_desc else []
     how = f" ({method_name or 'kd'})" if teacher is not None else (f" ({method_name})" if method_name else " (alone)")

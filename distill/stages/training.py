@@ -107,31 +107,33 @@ def train_model(
         data.augment,
         device,
     )
-    result = fit(
-        model,
-        loss_fn,
-        data,
-        optimizer,
-        scheduler,
-        settings,
-        run_dir,
-        spec,
-        plain_config(cfg),
-        int(cfg.seed),
-        teachers=teachers,
-        student_taps=s_taps,
-        with_index=bool(getattr(method, "needs_index", False)) or (teachers is not None and teachers.takes_index),
-        view_fn=view_fn,
-    )
+    try:
+        result = fit(
+            model,
+            loss_fn,
+            data,
+            optimizer,
+            scheduler,
+            settings,
+            run_dir,
+            spec,
+            plain_config(cfg),
+            int(cfg.seed),
+            teachers=teachers,
+            student_taps=s_taps,
+            with_index=bool(getattr(method, "needs_index", False)) or (teachers is not None and teachers.takes_index),
+            view_fn=view_fn,
+        )
+    finally:  # hooks off the model and the teacher whatever happened
+        for taps in (s_taps, teachers.taps if teachers is not None else None):
+            if taps is not None:
+                taps.close()
     if result.bn_recalibrated_images:
         log.info(
             "BatchNorm statistics were recomputed on %d training images before every evaluation "
             "(trainer.bn_recalibrate=false turns this off)",
             result.bn_recalibrated_images,
         )
-    for taps in (s_taps, teachers.taps if teachers is not None else None):
-        if taps is not None:
-            taps.close()
     best = run_dir / "checkpoints" / "best.safetensors"
     tensors, _ = read_weights(best)
     load_state_into(model, tensors, best)

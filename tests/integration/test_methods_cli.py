@@ -142,6 +142,11 @@ def test_onnx_teacher_gives_the_same_soft_targets_as_its_pytorch_self(teacher_ru
     summary = _summary(run)
     assert summary["teacher"] == "onnx"
     assert summary["teacher_test_acc"] == pytest.approx(_summary(teacher_run)["test_acc"], abs=1e-9)
+    # eval compares with the ONNX teacher too (run in onnxruntime).
+    result = run_cli("eval", str(run), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    evaluation = json.loads((run / "eval.json").read_text())
+    assert evaluation["teacher"] == "onnx" and evaluation["teacher_top1"] == summary["teacher_test_acc"]
     # A feature method cannot read an ONNX teacher's layers: refused before anything runs.
     result = run_cli("train", "teacher=onnx", f"teacher.path={onnx_file}", "distill=at", *ONE_EPOCH, cwd=tmp_path)
     assert result.returncode == 2 and "logits only" in result.stderr
