@@ -13,7 +13,9 @@ if [ -z "$teacher" ]; then
   [ -f "$teacher/summary.json" ] || distill teacher teacher=resnet18 dataset=mnist5k trainer.progress=off hydra.run.dir="$teacher"
 fi
 common=(dataset=mnist5k "trainer.epochs=$epochs" trainer.progress=off seed=0,1,2 "paths.root=$out")
-vit=(student=vit_tiny optim=adamw optim.lr=0.001)
+# A small ViT for 2 CPU cores: 7x7 patches (16 tokens), 4 blocks of width 96 (0.3M parameters).
+vit=(student=vit_tiny student.kwargs.patch_size=7 student.kwargs.num_layers=4 student.kwargs.hidden_dim=96
+     student.kwargs.mlp_dim=192 optim=adamw optim.lr=0.001)
 # CNN -> ViT: the ViT alone, with Hinton KD, and with FitNets hints from the CNN's stages to its tokens.
 distill train -m "${vit[@]}" distill.alpha=0 "${common[@]}" hydra.sweep.dir="$out/vit_alone"
 distill train -m "${vit[@]}" teacher=resnet18 "teacher.checkpoint=$teacher" "${common[@]}" hydra.sweep.dir="$out/vit_kd"
