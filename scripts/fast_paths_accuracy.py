@@ -59,7 +59,16 @@ def main() -> None:
         if not list(folder.glob("*/summary.json")):
             with open(out / "logs" / f"{name}.log", "w") as log:
                 done = subprocess.run(
-                    [sys.executable, "-m", "distill", "train", "-m", *common, *PATHS[name][1], f"hydra.sweep.dir={folder}"],
+                    [
+                        sys.executable,
+                        "-m",
+                        "distill",
+                        "train",
+                        "-m",
+                        *common,
+                        *PATHS[name][1],
+                        f"hydra.sweep.dir={folder}",
+                    ],
                     stdout=log,
                     stderr=subprocess.STDOUT,
                 )
@@ -79,7 +88,9 @@ def main() -> None:
                 "path": name,
                 "what": PATHS[name][0],
                 "overrides": " ".join(PATHS[name][1]) or "-",
-                "test acc": f"{statistics.fmean(accs):.4f} ± {statistics.stdev(accs):.4f}" if len(accs) > 1 else f"{accs[0]:.4f}",
+                "test acc": f"{statistics.fmean(accs):.4f} ± {statistics.stdev(accs):.4f}"
+                if len(accs) > 1
+                else f"{accs[0]:.4f}",
                 "per seed": ", ".join(f"{a:.3f}" for a in accs),
                 "max |diff| vs defaults": f"{max(abs(s['test_acc'] - ref[s['seed']]) for s in runs):.3f}",
                 "train img/s": f"{statistics.median(s['train_images_per_s'] for s in runs):.0f}",

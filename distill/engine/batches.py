@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from distill.data.augment import augment_batch
 
@@ -28,6 +28,39 @@ class _EpochBatches(Dataset):
         return augment_batch(self.x[idx], self.augment, g), self.y[idx], idx
 
 
+class _AnyEpochBatches(Dataset):
+    """Item ``(epoch, i)``: batch ``i`` of that epoch, for worker processes that outlive an epoch.
+
+    The workers keep the last epoch's batches (order, and the cached views) so that each epoch
+    is set up once per worker, not once per batch.
+    """
+
+    def __init__(self, loader: BatchLoader) -> None:
+        self.loader = loader
+        self._epoch: int | None = None
+        self._batches: _EpochBatches | None = None
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        epoch, i = key
+        if epoch != self._epoch:
+            self._batches, self._epoch = self.loader._epoch_batches(epoch), epoch
+        return self._batches[i]
+
+
+class _EpochKeys(Sampler):
+    """``(epoch, 0) ... (epoch, n - 1)`` for the loader's current epoch, read when iterated."""
+
+    def __init__(self, loader: BatchLoader) -> None:
+        self.loader = loader
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        epoch = self.loader.epoch
+        return iter([(epoch, i) for i in range(len(self.loader))])
+
+
 class BatchLoader:
     """Shuffled, augmented batches of float [0, 1] images on ``device``.
 
@@ -38,7 +71,8 @@ class BatchLoader:
         x: uint8 images (N, C, H, W); y: labels (N,).
         augment: see :data:`distill.data.augment.AUGMENTS`.
         num_workers: 0 prepares batches in the training process (fastest for small in-memory
-            data); more uses DataLoader worker processes, worthwhile when augmentation is heavy.
+            data); more uses DataLoader worker processes, started on the first epoch and kept
+            (persistent), with pinned memory on CUDA; worthwhile when augmentation is heavy.
         channels_last: hand images over in channels-last memory format.
         with_index: also yield each batch's positions in ``x`` (for per-sample memory banks).
         view_fn: ``epoch -> images`` (uint8, like ``x``) to train on instead of augmenting ``x``:
@@ -68,20 +102,24 @@ class BatchLoader:
         self.with_index = with_index
         self.view_fn = view_fn
         self.epoch = 0
+        self._workers: DataLoader | None = None
 
     def __len__(self) -> int:
         n = len(self.y)
         return n // self.batch_size if self.drop_last else (n + self.batch_size - 1) // self.batch_size
 
+    def __getstate__(self) -> dict:  # what worker processes get: no handle on the workers themselves
+        return {**self.__dict__, "_workers": None}
+
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def _order(self) -> torch.Tensor:
+    def _order(self, epoch: int) -> torch.Tensor:
         n = len(self.y)
         if not self.shuffle:
             order = torch.arange(n)
         else:
-            order = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed * 7919 + self.epoch))
+            order = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed * 7919 + epoch))
         return order[: len(self) * self.batch_size] if self.drop_last else order
 
     def _to_device(self, xb: torch.Tensor, yb: torch.Tensor, ib: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -92,20 +130,25 @@ class BatchLoader:
         yb = yb.to(self.device, non_blocking=nb)
         return (xb, yb, ib.to(self.device, non_blocking=nb)) if self.with_index else (xb, yb)
 
+    def _epoch_batches(self, epoch: int) -> _EpochBatches:
+        x, augment = (self.view_fn(epoch), "none") if self.view_fn is not None else (self.x, self.augment)
+        return _EpochBatches(x, self.y, self._order(epoch), self.batch_size, augment, self.seed * 104729 + epoch)
+
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
-        x, augment = (self.view_fn(self.epoch), "none") if self.view_fn is not None else (self.x, self.augment)
-        ds = _EpochBatches(x, self.y, self._order(), self.batch_size, augment, self.seed * 104729 + self.epoch)
         if self.num_workers == 0:
+            ds = self._epoch_batches(self.epoch)
             for i in range(len(ds)):
                 yield self._to_device(*ds[i])
             return
-        loader = DataLoader(
-            ds,
-            batch_size=None,
-            shuffle=False,
-            num_workers=self.num_workers,
-            pin_memory=self.device.type == "cuda",
-            persistent_workers=False,
-        )
-        for xb, yb, ib in loader:
+        if self._workers is None:  # started once, kept for every later epoch (persistent workers)
+            self._workers = DataLoader(
+                _AnyEpochBatches(self),
+                batch_size=None,
+                sampler=_EpochKeys(self),
+                num_workers=self.num_workers,
+                pin_memory=self.device.type == "cuda",
+                persistent_workers=True,
+                prefetch_factor=4,
+            )
+        for xb, yb, ib in self._workers:
             yield self._to_device(xb, yb, ib)

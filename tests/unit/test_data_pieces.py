@@ -39,12 +39,24 @@ def test_batches_cover_every_image_once_and_follow_the_seed():
     assert xb.dtype == torch.float32 and torch.allclose(xb[:, 0, 0, 0] * 255, yb.float())
 
 
-def test_workers_give_the_same_batches():
+def test_workers_give_the_same_batches_every_epoch_and_persist():
     x = torch.randint(0, 256, (20, 1, 8, 8), dtype=torch.uint8)
     y = torch.arange(20)
-    a = [xb for xb, _ in BatchLoader(x, y, 8, augment="shift", seed=3)]
-    b = [xb for xb, _ in BatchLoader(x, y, 8, augment="shift", seed=3, num_workers=2)]
-    assert all(torch.equal(p, q) for p, q in zip(a, b))
+    views = lambda epoch: (x.int() + epoch).clamp(max=255).to(torch.uint8)  # noqa: E731
+    for view_fn in (None, views):
+        here = BatchLoader(x, y, 8, augment="shift", seed=3, view_fn=view_fn)
+        workers = BatchLoader(x, y, 8, augment="shift", seed=3, num_workers=2, view_fn=view_fn)
+        first = None
+        for epoch in (0, 1, 2):
+            here.set_epoch(epoch)
+            workers.set_epoch(epoch)
+            a = [(xb, yb) for xb, yb in here]
+            b = [(xb, yb) for xb, yb in workers]
+            assert len(a) == len(b) == 3
+            assert all(torch.equal(p[0], q[0]) and torch.equal(p[1], q[1]) for p, q in zip(a, b))
+            pids = {w.pid for w in workers._workers._iterator._workers}
+            first = first or pids
+            assert pids == first  # the same worker processes serve every epoch
 
 
 def test_embedded_splits_are_fixed_and_disjoint():
