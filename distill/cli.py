@@ -81,6 +81,9 @@ def _flat_keys(cfg, prefix: str = "") -> list[str]:
 def _explain(stage: str, error: Exception, overrides: list[str]) -> str:
     """One line for a Hydra composition error."""
     text = str(error)
+    plugin = re.search(r"Could not (?:find|load) '(hydra/(?:launcher|sweeper)/(joblib|submitit_\w+|optuna))'", text)
+    if plugin:
+        return f"{plugin.group(1)} comes with Hydra's {plugin.group(2)} plugin: pip install 'distill[sweeps]'"
     missing = re.search(r"Could not find '([^/']+)/([^']+)'", text)
     if missing:
         from hydra import compose, initialize_config_dir  # noqa: F401  (options come from the loader below)
@@ -114,6 +117,9 @@ def _jobs(overrides: list[str], multirun: bool) -> list[list[str]]:
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     parsed = OverridesParser.create().parse_overrides(overrides)
+    sweeper = next((o.value() for o in parsed if o.key_or_group == "hydra/sweeper"), "basic")
+    if sweeper != "basic":  # e.g. Optuna: trials are drawn later; check the config without the search ranges
+        return [[o.input_line for o in parsed if not o.is_sweep_override()]]
     return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
 
 
@@ -130,22 +136,92 @@ def precheck(stage: str, args: list[str]) -> None:
     multirun = any(a in ("-m", "--multirun") for a in args)
     overrides = [a for a in args if not a.startswith("-")]
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3", job_name=stage):
+        # ValueError: Hydra's own for e.g. `teacher=0` (a group given a number)
         try:
             jobs = _jobs(overrides, multirun)
-        except (HydraException, OmegaConfBaseException) as e:
+        except (HydraException, OmegaConfBaseException, ValueError) as e:
             _fail(stage, _explain(stage, e, overrides))
         for job in jobs:
+            in_job = f" (in job {' '.join(job)})" if multirun else ""
             try:
                 cfg = compose(config_name=stage, overrides=job)
-            except (HydraException, OmegaConfBaseException) as e:
+            except (HydraException, OmegaConfBaseException, ValueError) as e:
                 _fail(stage, _explain(stage, e, job))
-            need = missing_keys(cfg)
-            if need:
-                _fail(stage, f"{', '.join(need)} must be given, e.g. {need[0]}=...")
             try:
+                need = missing_keys(cfg)
+                if need:
+                    _fail(stage, f"{', '.join(need)} must be given, e.g. {need[0]}=...")
                 module.validate(cfg)
             except UserError as e:
-                _fail(stage, f"{e}" + (f" (in job {' '.join(job)})" if multirun else ""))
+                _fail(stage, f"{e}{in_job}")
+            except OmegaConfBaseException as e:  # e.g. an interpolation ${...} that points nowhere
+                first = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
+                _fail(stage, f"{first}{in_job}")
+
+
+# What a resumed run may change: how it is shown and how many threads/workers it uses, nothing
+# that alters the numbers.
+RESUME_MAY_CHANGE = ("trainer.progress", "trainer.threads", "trainer.num_workers", "trainer.save_every_steps")
+
+
+def resume_args(stage: str, args: list[str]) -> list[str]:
+    """``resume=RUN_DIR [allowed overrides]`` -> the run's own overrides, continued in its folder."""
+    import yaml
+
+    if any(a in ("-m", "--multirun") for a in args):
+        _fail(stage, "resume= continues one run; it cannot be part of a sweep (-m)")
+    run = next(a.split("=", 1)[1] for a in args if a.startswith("resume="))
+    from pathlib import Path
+
+    root = Path(run).expanduser()
+    if not root.is_dir():
+        _fail(stage, f"resume={run}: no such run folder")
+    if (root / "summary.json").is_file():
+        _fail(stage, f"{run} finished already (it has summary.json): nothing to resume")
+    overrides_file = root / ".hydra" / "overrides.yaml"
+    config_file = root / "config.yaml"
+    if not overrides_file.is_file() or not config_file.is_file():
+        _fail(stage, f"{run} is not a distill run folder (no config.yaml and .hydra/overrides.yaml)")
+    try:
+        ran = (yaml.safe_load(config_file.read_text()) or {}).get("stage")
+        original = list(yaml.safe_load(overrides_file.read_text()) or [])
+    except yaml.YAMLError:
+        _fail(stage, f"{run}: config.yaml or .hydra/overrides.yaml is not readable YAML")
+    if ran != stage:
+        _fail(stage, f"{run} is a {ran} run: resume it with distill {ran} resume={run}")
+    if not (root / "checkpoints" / "state.pt").is_file():
+        _fail(stage, f"{run} has no saved state yet (checkpoints/state.pt: written after the first epoch)")
+    extra = [a for a in args if not a.startswith("resume=")]
+    bad = [a for a in extra if a.split("=", 1)[0].lstrip("+~") not in RESUME_MAY_CHANGE]
+    if bad:
+        allowed = ", ".join(RESUME_MAY_CHANGE)
+        _fail(stage, f"a resumed run keeps its config; {bad[0]} would change it (only {allowed} may be given)")
+    changed = {a.split("=", 1)[0] for a in extra}
+    keep = [o for o in original if not o.startswith("resume=") and o.split("=", 1)[0] not in changed]
+    where = str(root.resolve())
+    return [*keep, *extra, f"resume={where}", f"hydra.run.dir={where}"]
+
+
+def _torchrun_args(stage: str, args: list[str]) -> list[str]:
+    """Under torchrun: joins the process group, gives every rank rank 0's run folder, and keeps
+    ranks other than 0 from writing Hydra's files and logs (they train; rank 0 writes)."""
+    from distill.engine import dist
+
+    if not dist.launched_by_torchrun():
+        return args
+    from datetime import datetime
+
+    dist.init()
+    stamp = dist.broadcast_object(datetime.now().strftime("%Y-%m-%d/%H-%M-%S_%f"))
+    given = {a.split("=", 1)[0] for a in args}
+    extra = []
+    if "hydra.run.dir" not in given:
+        extra.append(f"hydra.run.dir=${{paths.root}}/{stage}/{stamp}")
+    if "hydra.sweep.dir" not in given:
+        extra.append(f"hydra.sweep.dir=${{paths.root}}/multirun/{stamp}")
+    if dist.rank() != 0:
+        extra += ["hydra.output_subdir=null", "hydra/job_logging=disabled", "hydra/hydra_logging=disabled"]
+    return [*args, *extra]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -163,8 +239,12 @@ def main(argv: list[str] | None = None) -> None:
         args[0] = f"{_POSITIONAL[stage]}={args[0]}"
     # Hydra's parser wants -m before the overrides; users write it anywhere.
     args = [a for a in args if a in ("-m", "--multirun")] + [a for a in args if a not in ("-m", "--multirun")]
+    if stage in ("train", "teacher") and any(a.startswith("resume=") for a in args):
+        args = resume_args(stage, args)
     if not any(a.split("=")[0] in _NO_PRECHECK for a in args):
         precheck(stage, args)
+    if stage in ("train", "teacher"):
+        args = _torchrun_args(stage, args)
     module = importlib.import_module(f"distill.stages.{stage}")
     sys.argv = [f"distill {stage}", *args]
     module.main()

@@ -8,6 +8,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from distill.data.augment import augment_batch
+from distill.engine import dist
 
 
 class _EpochBatches(Dataset):
@@ -48,7 +49,7 @@ class _AnyEpochBatches(Dataset):
 
 
 class _EpochKeys(Sampler):
-    """``(epoch, 0) ... (epoch, n - 1)`` for the loader's current epoch, read when iterated."""
+    """``(epoch, start) ... (epoch, n - 1)`` for the loader's current epoch, read when iterated."""
 
     def __init__(self, loader: BatchLoader) -> None:
         self.loader = loader
@@ -58,7 +59,7 @@ class _EpochKeys(Sampler):
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         epoch = self.loader.epoch
-        return iter([(epoch, i) for i in range(len(self.loader))])
+        return iter([(epoch, i) for i in range(self.loader._start, len(self.loader))])
 
 
 class BatchLoader:
@@ -77,6 +78,7 @@ class BatchLoader:
         with_index: also yield each batch's positions in ``x`` (for per-sample memory banks).
         view_fn: ``epoch -> images`` (uint8, like ``x``) to train on instead of augmenting ``x``:
             the pre-drawn views a teacher cache was built from.
+        shard: under torchrun, yield only this rank's share of each epoch (DistributedSampler).
     """
 
     def __init__(
@@ -94,8 +96,10 @@ class BatchLoader:
         drop_last: bool = False,
         with_index: bool = False,
         view_fn: Callable[[int], torch.Tensor] | None = None,
+        shard: bool = False,
     ) -> None:
         self.x, self.y = x, y
+        self.world, self.rank = (dist.world_size(), dist.rank()) if shard else (1, 0)
         self.batch_size, self.shuffle, self.augment, self.seed = batch_size, shuffle, augment, seed
         self.device = torch.device(device)
         self.num_workers, self.channels_last, self.drop_last = num_workers, channels_last, drop_last
@@ -103,9 +107,10 @@ class BatchLoader:
         self.view_fn = view_fn
         self.epoch = 0
         self._workers: DataLoader | None = None
+        self._start = 0  # the first batch the workers' current epoch yields
 
     def __len__(self) -> int:
-        n = len(self.y)
+        n = -(-len(self.y) // self.world)  # a rank's share, padded as DistributedSampler pads
         return n // self.batch_size if self.drop_last else (n + self.batch_size - 1) // self.batch_size
 
     def __getstate__(self) -> dict:  # what worker processes get: no handle on the workers themselves
@@ -116,6 +121,9 @@ class BatchLoader:
 
     def _order(self, epoch: int) -> torch.Tensor:
         n = len(self.y)
+        if self.world > 1:
+            order = dist.shard_order(n, self.seed * 7919, epoch)
+            return order[: len(self) * self.batch_size] if self.drop_last else order
         if not self.shuffle:
             order = torch.arange(n)
         else:
@@ -132,12 +140,19 @@ class BatchLoader:
 
     def _epoch_batches(self, epoch: int) -> _EpochBatches:
         x, augment = (self.view_fn(epoch), "none") if self.view_fn is not None else (self.x, self.augment)
-        return _EpochBatches(x, self.y, self._order(epoch), self.batch_size, augment, self.seed * 104729 + epoch)
+        seed = self.seed * 104729 + epoch
+        if self.world > 1:  # each rank draws its own augmentation
+            seed = seed * 4099 + self.rank + 1
+        return _EpochBatches(x, self.y, self._order(epoch), self.batch_size, augment, seed)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
+        return self.batches(0)
+
+    def batches(self, start: int = 0) -> Iterator[tuple[torch.Tensor, ...]]:
+        """This epoch's batches from batch ``start`` on (the rest of an epoch a run resumes in)."""
         if self.num_workers == 0:
             ds = self._epoch_batches(self.epoch)
-            for i in range(len(ds)):
+            for i in range(start, len(ds)):
                 yield self._to_device(*ds[i])
             return
         if self._workers is None:  # started once, kept for every later epoch (persistent workers)
@@ -150,5 +165,6 @@ class BatchLoader:
                 persistent_workers=True,
                 prefetch_factor=4,
             )
+        self._start = start
         for xb, yb, ib in self._workers:
             yield self._to_device(xb, yb, ib)

@@ -8,6 +8,7 @@ through ``torch.load(..., weights_only=True)``.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -60,6 +61,18 @@ class ModelSpec:
     kwargs: dict[str, Any] = field(default_factory=dict)
 
 
+def _digest(tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> str:
+    """sha256 of the model description, the config and every tensor (name, dtype, shape, bytes)."""
+    h = hashlib.sha256()
+    for key in ("format", "format_version", "model", "config"):
+        h.update(f"{key}={meta.get(key)}\n".encode())
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{list(t.shape)}\n".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy())
+    return h.hexdigest()
+
+
 def save_weights(path: str | Path, model: nn.Module, spec: ModelSpec, config: dict | None = None) -> Path:
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     meta = {
@@ -68,6 +81,7 @@ def save_weights(path: str | Path, model: nn.Module, spec: ModelSpec, config: di
         "model": json.dumps(asdict(spec)),
         "config": json.dumps(config or {}),
     }
+    meta["sha256"] = _digest(tensors, meta)
     return atomic_write(path, st_save(tensors, metadata=meta))
 
 
@@ -91,8 +105,13 @@ def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, s
         tensors = st_load(data)
         header_len = int.from_bytes(data[:8], "little")
         meta = json.loads(data[8 : 8 + header_len]).get("__metadata__", {}) or {}
-    except (SafetensorError, ValueError, json.JSONDecodeError, OSError):
+        if not isinstance(meta, dict):
+            raise ValueError("metadata is not a mapping")
+    except (SafetensorError, ValueError, json.JSONDecodeError, OSError, UnicodeDecodeError):
         raise UserError(_describe_bad_file(path)) from None
+    # distill's own files carry a checksum: a flipped byte anywhere is caught before anything is built
+    if meta.get("format") == FORMAT and "sha256" in meta and meta["sha256"] != _digest(tensors, meta):
+        raise UserError(f"{path} is damaged: its contents do not match the checksum written with it")
     return tensors, meta
 
 
@@ -121,17 +140,45 @@ def load_state_into(model: nn.Module, tensors: dict[str, torch.Tensor], path: Pa
         raise UserError(f"weights in {path} do not fit the model: {first[:300]}") from None
 
 
+STATE_FILE_FORMAT = "distill-state-file"
+
+
 def save_state(path: str | Path, state: dict[str, Any]) -> Path:
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    return atomic_write(path, buf.getvalue())
+    """Training state for ``torch.load(weights_only=True)``, inside an envelope with its sha256:
+    torch's zip files carry no checked checksum, so a flipped byte would load silently."""
+    inner = io.BytesIO()
+    torch.save(state, inner)
+    payload = inner.getvalue()
+    outer = io.BytesIO()
+    torch.save(
+        {
+            "format": STATE_FILE_FORMAT,
+            "sha256": hashlib.sha256(payload).hexdigest(),
+            "payload": torch.frombuffer(bytearray(payload), dtype=torch.uint8),
+        },
+        outer,
+    )
+    return atomic_write(path, outer.getvalue())
 
 
 def load_state(path: str | Path) -> dict[str, Any]:
+    """What :func:`save_state` wrote, after checking its checksum; a UserError for anything else."""
+    bad = f"{path} is not a distill training state, or it is damaged"
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # weights_only refuses anything but tensors and plain containers
-        raise UserError(f"{path} is not a distill training state ({type(e).__name__})") from None
+        outer = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(outer, dict) or outer.get("format") != STATE_FILE_FORMAT:
+            raise UserError(bad)
+        payload = outer["payload"].numpy().tobytes()
+        if hashlib.sha256(payload).hexdigest() != outer["sha256"]:
+            raise UserError(f"{path} is damaged: its contents do not match the checksum written with it")
+        state = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
+    except UserError:
+        raise
+    except Exception:  # weights_only refuses anything but tensors and plain containers
+        raise UserError(bad) from None
+    if not isinstance(state, dict):
+        raise UserError(bad)
+    return state
 
 
 def weights_path(run: str | Path) -> Path:
@@ -191,4 +238,8 @@ def load_model(run: str | Path) -> tuple[nn.Module, ModelSpec, dict, Path]:
     spec = _required_spec(meta, path)
     model = build_from_spec(spec)
     load_state_into(model, tensors, path)
-    return model.eval(), spec, json.loads(meta.get("config", "{}") or "{}"), path
+    try:
+        config = json.loads(meta.get("config", "{}") or "{}")
+    except json.JSONDecodeError:
+        raise UserError(f"{path} has a damaged training config; re-export it from its run") from None
+    return model.eval(), spec, config, path

@@ -6,7 +6,7 @@ import contextlib
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -38,6 +38,31 @@ class EpochStats:
     @property
     def images_per_s(self) -> float:
         return self.images / max(self.seconds, 1e-9)
+
+
+@dataclass
+class Running:
+    """An epoch's sums so far (saved in a mid-epoch state, so a resumed epoch reports the same figures)."""
+
+    loss: float = 0.0  # sum over images of the loss
+    correct: int = 0
+    seen: int = 0
+    seconds: float = 0.0
+    parts: dict[str, float] = field(default_factory=dict)
+
+    def add(self, loss: float, correct: int, n: int, parts: dict[str, float]) -> None:
+        self.loss, self.correct, self.seen = self.loss + loss * n, self.correct + correct, self.seen + n
+        for k, v in parts.items():
+            self.parts[k] = self.parts.get(k, 0.0) + v * n
+
+    def stats(self) -> EpochStats:
+        seen = max(self.seen, 1)
+        return EpochStats(
+            self.loss / seen, self.correct / seen, self.seen, self.seconds, {k: v / seen for k, v in self.parts.items()}
+        )
+
+    def as_dict(self) -> dict:
+        return asdict(self)
 
 
 class Teachers:
@@ -109,16 +134,22 @@ def train_one_epoch(
     student_taps: Taps | None = None,
     precision: str = "32",
     scaler: torch.amp.GradScaler | None = None,
-    on_step: Callable[[int, float, float, int], None] | None = None,
+    on_step: Callable[[int, Running], None] | None = None,
     epoch: int = 0,
     mix: tuple[str, float, int] | None = None,
+    start_step: int = 0,
+    running: Running | None = None,
+    after_backward: Callable[[], None] | None = None,
 ) -> EpochStats:
-    """Trains ``student`` for one pass over ``loader``.
+    """Trains ``student`` for one pass over ``loader``, from batch ``start_step`` on (a resumed epoch,
+    whose sums so far are ``running``).
 
     ``loss_fn(s_logits, t_logits, y, s_feats=, t_feats=, index=, epoch=, y_soft=)`` returns
     ``(loss, parts)`` (see :class:`distill.losses.combined.DistillLoss`). The teachers see exactly
     the student's batch, augmented and (with ``mix = (kind, alpha, num_classes)``) mixed. A NaN or
-    infinite loss stops the run with a :class:`UserError` naming the epoch and step.
+    infinite loss stops the run with a :class:`UserError` naming the epoch and step, before the
+    step changes any weight. ``after_backward()`` runs between backward and the optimizer step
+    (gradient averaging across ranks); ``on_step(step, running)`` after every step.
     """
     student.train()
     if isinstance(loss_fn, nn.Module):
@@ -126,10 +157,9 @@ def train_one_epoch(
     if teachers is not None:
         teachers.train(epoch)
     device = loader.device
-    total_loss, correct, seen = 0.0, 0, 0
-    parts_sum: dict[str, float] = {}
-    start = time.perf_counter()
-    for step, batch in enumerate(loader):
+    running = running if running is not None else Running()
+    tick = time.perf_counter()
+    for step, batch in enumerate(loader.batches(start_step), start=start_step):
         x, y = batch[0], batch[1]
         index = batch[2] if len(batch) > 2 else None
         y_soft = None
@@ -147,30 +177,31 @@ def train_one_epoch(
             peer_loss = teachers.peer_loss(peers, s_logits, y if y_soft is None else y_soft)
             loss = loss + peer_loss
             parts = {**parts, "peers": peer_loss.detach()}
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            optimizer.step()
         loss_v = loss.item()
         if not math.isfinite(loss_v):
             raise UserError(
                 f"loss became {loss_v} at epoch {epoch + 1}, step {step + 1}; lower optim.lr "
                 f"(now {optimizer.param_groups[0]['lr']:g}) or distill.temperature"
             )
-        n = len(y)
-        total_loss += loss_v * n
-        correct += (s_logits.argmax(1) == y).sum().item()
-        seen += n
-        for k, v in parts.items():
-            parts_sum[k] = parts_sum.get(k, 0.0) + v.item() * n
-        if on_step is not None:
-            on_step(step, total_loss / seen, correct / seen, n)
-    seconds = time.perf_counter() - start
-    return EpochStats(total_loss / seen, correct / seen, seen, seconds, {k: v / seen for k, v in parts_sum.items()})
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            if after_backward is not None:
+                after_backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            if after_backward is not None:
+                after_backward()
+            optimizer.step()
+        correct = int((s_logits.argmax(1) == y).sum().item())
+        running.add(loss_v, correct, len(y), {k: v.item() for k, v in parts.items()})
+        now = time.perf_counter()
+        running.seconds, tick = running.seconds + now - tick, now
+        if on_step is not None:  # its time (progress, a mid-epoch checkpoint) counts in the next step's
+            on_step(step, running)
+    return running.stats()
 
 
 @torch.no_grad()

@@ -43,6 +43,10 @@ class EpochProgress:
     def __exit__(self, *exc: object) -> None:
         self._progress.stop()
 
+    def skip(self, steps: int) -> None:
+        """Marks ``steps`` as done already (a resumed run)."""
+        self._progress.update(self._task, completed=steps)
+
     def step(self, epoch: int, loss: float, acc: float, images_per_s: float) -> None:
         self._progress.update(
             self._task,

@@ -79,6 +79,8 @@ def check_training(cfg: DictConfig, errors: list[str], model_keys: tuple[str, ..
     _num(cfg, "trainer.eval_batch_size", errors, lo=1, integer=True)
     _num(cfg, "trainer.num_workers", errors, lo=0, integer=True)
     _num(cfg, "trainer.bn_recalibrate_batches", errors, lo=1, integer=True)
+    if cfg.trainer.get("save_every_steps") is not None:
+        _num(cfg, "trainer.save_every_steps", errors, lo=0, integer=True)
     _choice(cfg, "trainer.device", DEVICES, errors)
     _choice(cfg, "trainer.precision", PRECISIONS, errors)
     if cfg.trainer.get("teacher_precision") is not None:
@@ -166,7 +168,9 @@ def setup(cfg: DictConfig) -> tuple[TrainerSettings, torch.device]:
     torch.manual_seed(seed)
     if settings.threads:
         torch.set_num_threads(settings.threads)
-    return settings, settings.torch_device()
+    from distill.engine import dist
+
+    return settings, dist.device_for(settings.torch_device())
 
 
 def load_data(cfg: DictConfig) -> Splits:
@@ -225,6 +229,54 @@ def save_resolved_config(cfg: DictConfig, run_dir: Path) -> None:
     atomic_write(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
 
 
+# Keys a resumed run may differ in from the run it continues (see distill.cli.RESUME_MAY_CHANGE).
+_RESUME_FREE = (
+    "resume",
+    "paths.output_dir",
+    "trainer.progress",
+    "trainer.threads",
+    "trainer.num_workers",
+    "trainer.save_every_steps",
+)
+
+
+def _flat(obj: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(obj, dict):
+        out: dict[str, Any] = {}
+        for k, v in obj.items():
+            out.update(_flat(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: obj}
+
+
+def resume_state(cfg: DictConfig) -> dict | None:
+    """The saved state of the run ``cfg.resume`` names (None when not resuming), after checking that
+    its format is ours and that this config is the one it ran with."""
+    import yaml
+
+    from distill.engine.checkpoint import load_state
+    from distill.engine.fit import check_state
+
+    if cfg.get("resume") is None:
+        return None
+    root = Path(str(cfg.resume))
+    state_file = root / "checkpoints" / "state.pt"
+    if not state_file.is_file():
+        raise UserError(f"{root} has no saved state (checkpoints/state.pt) to resume")
+    state = load_state(state_file)
+    check_state(state, state_file)
+    before = _flat(yaml.safe_load((root / "config.yaml").read_text()) or {})
+    now = _flat(plain_config(cfg))
+    for key in sorted(set(before) | set(now)):
+        if key.startswith(_RESUME_FREE) or before.get(key) == now.get(key):
+            continue
+        raise UserError(
+            f"cannot resume {root}: {key} was {before.get(key)!r} when it ran and is {now.get(key)!r} now "
+            "(the configs under conf/ changed, or it was started from another folder)"
+        )
+    return state
+
+
 def compose_stage(name: str, overrides: list[str]) -> DictConfig:
     """Composes another stage's primary config, inside a running Hydra app or outside one."""
     from hydra import compose, initialize_config_dir
@@ -251,11 +303,20 @@ def hydra_entry(stage: str, run_fn: Any, metric: str | None = None) -> Any:
 
     @hydra.main(config_path=config_dir(), config_name=stage, version_base="1.3")
     def main(cfg: DictConfig) -> Any:
+        from distill.engine.fit import Interrupted
+
         try:
             summary = run_fn(cfg)
         except UserError as e:
             print(f"distill {stage}: error: {e}", file=sys.stderr)
             sys.exit(2)
+        except Interrupted as e:
+            print(
+                f"distill {stage}: stopped by {e} after a finished step; the state is saved. "
+                f"Continue with: distill {stage} resume={e.run_dir}",
+                file=sys.stderr,
+            )
+            sys.exit(e.exit_code)
         return summary.get(metric) if metric and isinstance(summary, dict) else None
 
     return main

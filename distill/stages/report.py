@@ -60,7 +60,7 @@ def report(root: Path) -> dict[str, Any]:
     )
     if rows and max(r["runs"] for r in rows) == 1:
         log.warning(
-            "one seed per setting: differences under ~0.5%% on small test sets are noise; sweep seed=0,1,2 as well"
+            "one seed per setting: differences under ~0.5% on small test sets are noise; sweep seed=0,1,2 as well"
         )
     log.info("wrote %s, %s%s", root / "sweep.csv", root / "sweep_runs.csv", f", {png}" if png else "")
     return {"stage": "report", "runs": len(runs), "swept": keys, "rows": rows}

@@ -9,6 +9,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from distill.engine import dist
 from distill.engine.runs import env_info, write_json
 from distill.engine.tables import MODEL_COLUMNS, model_row, print_table
 from distill.losses.combined import DistillLoss
@@ -21,6 +22,7 @@ from distill.stages.common import (
     model_key,
     output_dir,
     raise_if,
+    resume_state,
     save_resolved_config,
     setup,
 )
@@ -37,13 +39,17 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     """Trains ``cfg.teacher`` on ``cfg.dataset``; returns (and writes) the run's summary."""
     validate(cfg)
     settings, device = setup(cfg)
+    state = resume_state(cfg)
     run_dir = output_dir(cfg)
-    save_resolved_config(cfg, run_dir)
-    write_json(run_dir / "env.json", env_info(device))
+    if dist.is_main():
+        save_resolved_config(cfg, run_dir)
+        write_json(run_dir / "env.json", env_info(device))
     data = load_data(cfg)
     model, spec, result, best = train_model(
-        cfg, cfg.teacher, data, DistillLoss(KDLoss(alpha=0.0)), settings, device, run_dir
+        cfg, cfg.teacher, data, DistillLoss(KDLoss(alpha=0.0)), settings, device, run_dir, resume=state
     )
+    if not dist.is_main():  # rank 0 measures, writes and reports
+        return {"stage": "teacher", "rank": dist.rank()}
     desc = describe(model, best, data, settings, device)
     summary = {
         "stage": "teacher",

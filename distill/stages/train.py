@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from distill.data.base import Splits
+from distill.engine import dist
 from distill.engine.batches import BatchLoader
 from distill.engine.cache import (
     CachedTeacher,
@@ -62,6 +63,7 @@ from distill.stages.common import (
     output_dir,
     plain_value,
     raise_if,
+    resume_state,
     save_resolved_config,
     setup,
 )
@@ -271,17 +273,23 @@ def _teacher_weights(cfg: DictConfig) -> Path | None:
     if node.checkpoint is not None:
         return weights_path(str(node.checkpoint))
     runs = find_runs(Path(str(cfg.paths.root)), "teacher", model_key=model_key(node), dataset_key=dataset_key(cfg))
+    if not runs and dist.world_size() > 1:
+        raise UserError(
+            f"no finished teacher run of {node.name} under {cfg.paths.root}/: under torchrun train it first "
+            "(torchrun ... -m distill teacher ...) or give teacher.checkpoint"
+        )
     run_dir = runs[0][0] if runs else _train_teacher_first(cfg)
     return run_dir / "checkpoints" / "best.safetensors"
 
 
 def load_teacher(
-    cfg: DictConfig, data: Splits, device: torch.device, settings: TrainerSettings
+    cfg: DictConfig, data: Splits, device: torch.device, settings: TrainerSettings, weights: Path | None = None
 ) -> tuple[nn.Module, Path]:
-    """The teacher in eval mode without gradients, checked against the dataset's classes."""
+    """The teacher in eval mode without gradients, checked against the dataset's classes.
+    ``weights``: the file to load (a resumed run's teacher), instead of resolving it again."""
     if cfg.teacher.name in BLACK_BOX:
         return _black_box_teacher(cfg, data, device, settings), Path(str(cfg.teacher.path))
-    return load_frozen(_teacher_weights(cfg), data, device, settings, cfg.teacher)
+    return load_frozen(weights or _teacher_weights(cfg), data, device, settings, cfg.teacher)
 
 
 def _black_box_teacher(cfg: DictConfig, data: Splits, device: torch.device, settings: TrainerSettings) -> nn.Module:
@@ -503,6 +511,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     """Distils ``cfg.teacher`` into ``cfg.student`` on ``cfg.dataset``; returns (and writes) the summary."""
     validate(cfg)
     settings, device = setup(cfg)
+    state = resume_state(cfg)
+    # a resumed run learns from the teacher it started with, not a newer run found under paths.root
+    resumed_teacher = (state or {}).get("extra", {}).get("teacher_weights")
+    if resumed_teacher and not Path(resumed_teacher).is_file():
+        raise UserError(f"the teacher this run started with, {resumed_teacher}, is gone: it cannot be resumed")
     data = load_data(cfg)
     T, alpha = float(cfg.distill.temperature), float(cfg.distill.alpha)
     loss_fn = build_loss(cfg, settings.epochs)
@@ -515,19 +528,41 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         teachers = _online_peers(cfg, data, device, settings)
         teacher, teacher_path = teachers.models[0], None
     else:
-        teacher, teacher_path = load_teacher(cfg, data, device, settings) if loss_fn.uses_teacher else (None, None)
+        teacher, teacher_path = (
+            load_teacher(cfg, data, device, settings, Path(resumed_teacher) if resumed_teacher else None)
+            if loss_fn.uses_teacher
+            else (None, None)
+        )
         extra = [load_frozen(weights_path(str(p)), data, device, settings)[0] for p in _extra_teachers(cfg)]
         teachers = Teachers([teacher, *extra], precision=settings.teacher_autocast()) if teacher is not None else None
-    save_resolved_config(cfg, run_dir)
-    write_json(run_dir / "env.json", env_info(device))
+    if dist.is_main():
+        save_resolved_config(cfg, run_dir)
+        write_json(run_dir / "env.json", env_info(device))
     cache_info, view_fn = {"used": False, "reason": "no teacher"}, None
     if teachers is not None and not online:
+        # under torchrun rank 0 builds the cache while the others wait, then they all read it
+        if not dist.is_main():
+            dist.barrier()
         cached, view_fn, cache_info = _teacher_cache(cfg, teachers, teacher_path, data, settings, device)
+        if dist.is_main():
+            dist.barrier()
         if cached is not None:
             teachers = Teachers([cached])
     student, spec, result, best = train_model(
-        cfg, cfg.student, data, loss_fn, settings, device, run_dir, teachers, view_fn=view_fn
+        cfg,
+        cfg.student,
+        data,
+        loss_fn,
+        settings,
+        device,
+        run_dir,
+        teachers,
+        view_fn=view_fn,
+        resume=state,
+        extra_state={"teacher_weights": str(teacher_path.resolve()) if teacher_path else None},
     )
+    if not dist.is_main():  # rank 0 measures, writes and reports
+        return {"stage": "train", "rank": dist.rank()}
     if online:
         _finish_peers(teachers, data, settings, device, int(cfg.seed))
     s_desc = describe(student, best, data, settings, device)

@@ -54,12 +54,15 @@ def train_model(
     run_dir: Path,
     teachers: Teachers | None = None,
     view_fn: Callable[[int], torch.Tensor] | None = None,
+    resume: dict | None = None,
+    extra_state: dict | None = None,
 ) -> tuple[nn.Module, ModelSpec, FitResult, Path]:
     """Builds the model of ``node``, trains it, and returns it holding its best (by validation) weights.
 
     When ``loss_fn`` carries a method that reads layers (``distill.student_layers`` /
     ``teacher_layers``), they are hooked and its connectors built on two training images first;
-    the connectors train with the model (one optimizer) and are not saved with it.
+    the connectors train with the model (one optimizer) and are not saved with it. ``resume``: the
+    saved state of this run to continue from; ``extra_state`` is saved with every state.
     """
     spec = model_spec(node, data)
     model = build_from_spec(spec, weights=node.get("weights"))
@@ -123,6 +126,8 @@ def train_model(
             student_taps=s_taps,
             with_index=bool(getattr(method, "needs_index", False)) or (teachers is not None and teachers.takes_index),
             view_fn=view_fn,
+            resume=resume,
+            extra_state=extra_state,
         )
     finally:  # hooks off the model and the teacher whatever happened
         for taps in (s_taps, teachers.taps if teachers is not None else None):

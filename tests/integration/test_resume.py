@@ -1,0 +1,146 @@
+"""A run killed at random moments (SIGKILL), stopped politely (SIGTERM) and resumed ends with exactly
+the metrics of the same run left alone."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.conftest import FAST, run_cli
+
+# CRD keeps memory banks (loss-function state) and draws negatives from the global RNG; dropout in
+# the MLP draws from it too: a resume that forgot either would not match.
+RUN = [
+    "teacher=lenet5",
+    "student=mlp",
+    "student.kwargs.hidden=[64]",
+    "distill=crd",
+    "distill.alpha=0.5",
+    "trainer.epochs=5",
+    "seed=3",
+    *FAST,
+]
+TIMING = ("images_per_s", "epoch_s")
+
+
+def _popen(args: list[str], cwd: Path) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "distill", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _mtime(path: Path) -> int | None:
+    return path.stat().st_mtime_ns if path.exists() else None
+
+
+def _wait_for_new(path: Path, proc: subprocess.Popen, before: int | None, timeout: float = 120) -> bool:
+    """Waits until ``path`` is (re)written; False if the process ended first."""
+    end = time.monotonic() + timeout
+    while _mtime(path) in (None, before):
+        if proc.poll() is not None:
+            assert proc.returncode == 0, proc.communicate()[1][-3000:]
+            return False
+        assert time.monotonic() < end, f"{path} was not written"
+        time.sleep(0.02)
+    return True
+
+
+def _metrics(run: Path) -> list[dict]:
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k not in TIMING} for r in rows]
+
+
+def _figures(run: Path) -> dict:
+    s = json.loads((run / "summary.json").read_text())
+    return {k: s[k] for k in ("test_acc", "last_test_acc", "val_acc", "best_epoch")}
+
+
+def test_killed_and_stopped_runs_resume_to_the_same_metrics(tmp_path):
+    teacher = tmp_path / "teacher"
+    done = run_cli("teacher", "teacher=lenet5", "trainer.epochs=1", *FAST, f"hydra.run.dir={teacher}", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    common = [*RUN, f"teacher.checkpoint={teacher}", "cache.enabled=false"]
+    alone = tmp_path / "alone"
+    done = run_cli("train", *common, f"hydra.run.dir={alone}", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    rng = random.Random(int(os.environ.get("RESUME_TEST_SEED", "0")))
+    run = tmp_path / "killed"
+    state = run / "checkpoints" / "state.pt"
+    proc = _popen(["train", *common, "trainer.save_every_steps=4", f"hydra.run.dir={run}"], tmp_path)
+    kills = []
+    for _ in range(3):  # SIGKILL at a random moment while it trains (after a state write), then resume
+        if not _wait_for_new(state, proc, _mtime(state)):
+            break
+        time.sleep(rng.uniform(0.0, 0.4))
+        if proc.poll() is not None:
+            break
+        proc.kill()
+        proc.wait()
+        kills.append(len(_metrics(run)))
+        proc = _popen(["train", f"resume={run}"], tmp_path)
+    # and a polite stop: SIGTERM finishes the step, saves, exits 143 with the resume command
+    if _wait_for_new(state, proc, _mtime(state)):
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+        if proc.returncode != 0:  # it may have finished first
+            assert proc.returncode == 143, err[-3000:]
+            assert f"distill train resume={run}" in err
+            assert "Traceback" not in err
+            proc = _popen(["train", f"resume={run}"], tmp_path)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-3000:]
+    assert kills, "the run finished before it could be killed"
+    assert _metrics(run) == _metrics(alone)
+    assert _figures(run) == _figures(alone)
+
+    # a finished run cannot be resumed again
+    again = run_cli("train", f"resume={run}", cwd=tmp_path)
+    assert again.returncode == 2 and "finished already" in again.stderr
+
+
+def test_teacher_stage_resumes_from_an_epoch_end(tmp_path):
+    args = ["teacher", "teacher=lenet5", "trainer.epochs=3", *FAST]
+    ref, run = tmp_path / "ref", tmp_path / "run"
+    assert run_cli(*args, f"hydra.run.dir={ref}", cwd=tmp_path).returncode == 0
+    proc = _popen([*args, f"hydra.run.dir={run}"], tmp_path)
+    _wait_for_new(run / "checkpoints" / "state.pt", proc, None)
+    proc.kill()
+    proc.wait()
+    if (run / "summary.json").exists():  # finished before the kill: nothing to show
+        return
+    done = run_cli("teacher", f"resume={run}", "trainer.progress=off", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "resuming at epoch" in done.stdout + done.stderr
+    assert _metrics(run) == _metrics(ref) and _figures(run) == _figures(ref)
+
+
+def test_resume_refuses_what_would_change_the_run(tmp_path):
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    done = run_cli("train", f"resume={tmp_path / 'nowhere'}", cwd=tmp_path)
+    assert done.returncode == 2 and "no such run folder" in done.stderr
+    done = run_cli("train", f"resume={run}", cwd=tmp_path)
+    assert done.returncode == 2 and "not a distill run folder" in done.stderr
+    done = run_cli("teacher", "teacher=lenet5", "trainer.epochs=1", *FAST, f"hydra.run.dir={run}", cwd=tmp_path)
+    (run / "summary.json").unlink()  # as if killed after its last state
+    done = run_cli("train", f"resume={run}", cwd=tmp_path)
+    assert done.returncode == 2 and "is a teacher run" in done.stderr
+    done = run_cli("teacher", f"resume={run}", "optim.lr=0.5", cwd=tmp_path)
+    assert done.returncode == 2 and "optim.lr=0.5 would change it" in done.stderr
+    # a state file of another kind is refused in one line
+    (run / "checkpoints" / "state.pt").write_bytes(b"not a state")
+    done = run_cli("teacher", f"resume={run}", cwd=tmp_path)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
