@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from distill.data.augment import augment_batch
+from distill.engine.checkpoint import publish
 from distill.engine.taps import Taps
 
 FORMAT_VERSION = 1
@@ -183,7 +184,7 @@ def build_entry(
         if final.exists():  # built meanwhile by another run: same key, same content
             shutil.rmtree(tmp)
         else:
-            os.replace(tmp, final)
+            publish(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

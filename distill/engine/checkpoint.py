@@ -29,6 +29,25 @@ FORMAT = "distill-weights"
 FORMAT_VERSION = "1"
 
 
+def publish(tmp: str | Path, path: str | Path) -> Path:
+    """Moves a finished temporary file (or folder of files) into place: its contents fsynced,
+    then renamed, then the folder's entry fsynced, so a crash leaves the old file or the new one."""
+    tmp, path = Path(tmp), Path(path)
+    for f in [tmp] if tmp.is_file() else [p for p in tmp.rglob("*") if p.is_file()]:
+        with open(f, "rb+") as fh:
+            os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    try:
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:  # some filesystems cannot fsync a directory
+        pass
+    return path
+
+
 def atomic_write(path: str | Path, data: bytes | str) -> Path:
     """Writes a whole file or nothing: temporary file, flush, fsync, rename."""
     path = Path(path)
@@ -38,9 +57,7 @@ def atomic_write(path: str | Path, data: bytes | str) -> Path:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(raw)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        publish(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

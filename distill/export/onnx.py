@@ -13,6 +13,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from distill.engine.checkpoint import publish
+
 
 def export_onnx(model: nn.Module, example: torch.Tensor, path: Path, opset: int = 18) -> Path:
     """Writes ``model`` as ONNX with a dynamic batch axis; input ``images``, output ``logits``.
@@ -38,7 +40,7 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: Path, opset: int 
                 verbose=False,
             )
             program.save(tmp)
-        os.replace(tmp, path)
+        publish(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
     return path

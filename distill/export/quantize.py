@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
-import os
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from distill.engine.checkpoint import publish
 
 log = logging.getLogger("distill")
 
@@ -62,7 +63,7 @@ def quantize_static_int8(fp32: Path, out: Path, calibration: torch.Tensor) -> Pa
             activation_type=QuantType.QInt8,
             weight_type=QuantType.QInt8,
         )
-        os.replace(target, out)
+        publish(target, out)
     return out
 
 

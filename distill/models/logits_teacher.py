@@ -18,6 +18,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from distill.engine.checkpoint import publish
 from distill.errors import UserError
 
 _KEY = "logits"
@@ -44,7 +45,7 @@ def write_logits_file(path: str | Path, logits: torch.Tensor, classes: Sequence[
     os.close(fd)
     try:
         save_file({_KEY: logits.detach().to("cpu", torch.float32).contiguous()}, tmp, metadata=metadata)
-        os.replace(tmp, path)
+        publish(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
     return path

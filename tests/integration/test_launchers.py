@@ -34,9 +34,8 @@ def test_parallel_launcher_runs_every_member(tmp_path):
 
 def test_optuna_search_reports_its_best_trial(tmp_path):
     teacher = tmp_path / "teacher"
-    done = run_cli(
-        "teacher", "teacher=lenet5", "trainer.epochs=1", "trainer.progress=off", f"hydra.run.dir={teacher}", cwd=tmp_path
-    )
+    args = ["teacher=lenet5", "trainer.epochs=1", "trainer.progress=off", f"hydra.run.dir={teacher}"]
+    done = run_cli("teacher", *args, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     sweep = tmp_path / "opt"
     done = run_cli(
