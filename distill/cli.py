@@ -85,6 +85,15 @@ def _explain(stage: str, error: Exception, overrides: list[str]) -> str:
     if plugin:
         return f"{plugin.group(1)} comes with Hydra's {plugin.group(2)} plugin: pip install 'distill[sweeps]'"
     missing = re.search(r"Could not find '([^/']+)/([^']+)'", text)
+    if "Config group override must be a string" in text:  # e.g. teacher=0: a group given a number
+        from hydra.core.global_hydra import GlobalHydra
+
+        loader = GlobalHydra.instance().config_loader()
+        for o in overrides:
+            group, _, name = o.partition("=")
+            numeric = re.fullmatch(r"[-+0-9.eE_]+|true|false|True|False|null|inf|nan", name.strip())
+            if numeric and loader.get_group_options(group.lstrip("+~")):
+                return f"{group}={name}: {group} takes a config name from conf/{group}/ (e.g. {group}=mlp)"
     if missing:
         from hydra import compose, initialize_config_dir  # noqa: F401  (options come from the loader below)
         from hydra.core.global_hydra import GlobalHydra

@@ -71,6 +71,40 @@ def missing_keys(cfg: DictConfig, prefix: str = "") -> list[str]:
     return found
 
 
+def _check_optim_sched(cfg: DictConfig, errors: list[str]) -> None:
+    """Builds the optimizer and scheduler on one dummy parameter: torch's own checks of momentum,
+    betas, weight decay, step sizes, ... report a bad value before any run starts."""
+    if cfg.sched.get("warmup_epochs") is not None:
+        _num(cfg, "sched.warmup_epochs", errors, lo=0, integer=True)
+        if errors:
+            return
+    try:
+        optimizer = instantiate(cfg.optim)(params=[torch.zeros(1, requires_grad=True)])
+    except Exception as e:  # noqa: BLE001 - torch's ValueError/TypeError, or a bad _target_
+        errors.append(f"optim: {_first_line(e)}")
+        return
+    try:
+        instantiate(cfg.sched)(optimizer=optimizer)
+    except Exception as e:  # noqa: BLE001
+        errors.append(f"sched: {_first_line(e)}")
+
+
+def _first_line(e: Exception) -> str:
+    text = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
+    return text[:300]
+
+
+def _check_writable(path: str, key: str, errors: list[str]) -> None:
+    """The nearest existing folder of ``path`` must be writable (runs are written under it)."""
+    import os
+
+    p = Path(path).expanduser().absolute()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    if p.exists() and (not p.is_dir() or not os.access(p, os.W_OK)):
+        errors.append(f"{key}={path}: {p} is not a writable folder")
+
+
 def check_training(cfg: DictConfig, errors: list[str], model_keys: tuple[str, ...]) -> None:
     """Validation shared by ``teacher`` and ``train``: trainer, optimizer, dataset, model names."""
     _num(cfg, "seed", errors, lo=0, integer=True)
@@ -93,6 +127,9 @@ def check_training(cfg: DictConfig, errors: list[str], model_keys: tuple[str, ..
     if cfg.trainer.threads is not None:
         _num(cfg, "trainer.threads", errors, lo=1, integer=True)
     _num(cfg, "optim.lr", errors, lo=0, lo_open=True)
+    if not errors:
+        _check_optim_sched(cfg, errors)
+    _check_writable(str(cfg.paths.root), "paths.root", errors)
     _choice(cfg, "dataset.augment", AUGMENTS, errors)
     for key in ("compile", "channels_last", "bn_recalibrate"):
         if key in cfg.trainer and not isinstance(cfg.trainer[key], bool):
