@@ -5,8 +5,8 @@
 1. The same KD run twice: left alone, and killed with SIGKILL at two random moments plus stopped
    once with SIGTERM, each time resumed with ``distill train resume=RUN``; prints both runs'
    per-epoch metrics and whether they are identical.
-2. The run on 2 processes (``torchrun --nproc_per_node=2``, batch 32 per rank: the same global
-   batch of 64) against the 1-process run.
+2. Plain KD on 2 processes (``torchrun --nproc_per_node=2``, batch 32 per rank: the same global
+   batch of 64) against 1 process.
 3. ``hydra/sweeper=kd_search`` (Optuna) with a few trials: the best trial.
 """
 
@@ -58,7 +58,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--teacher-run", type=Path, required=True)
     ap.add_argument("--teacher", default="resnet18")
-    ap.add_argument("--epochs", type=int, default=6)
+    ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--trials", type=int, default=8)
     ap.add_argument("--seed", type=int, default=0, help="draws the kill moments")
     ap.add_argument("--out", type=Path, default=Path("outputs/survive"))
@@ -111,7 +111,7 @@ def main() -> None:
     if not (two / "summary.json").exists():
         env_prefix = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m"]
         os.environ["OMP_NUM_THREADS"] = "1"
-        two_args = [a for a in common if not a.startswith("trainer.threads")]
+        two_args = [a for a in common if not a.startswith(("trainer.threads", "distill=", "distill.alpha"))]
         proc = distill(
             ["train", *two_args, "trainer.threads=1", "trainer.batch_size=32", f"hydra.run.dir={two}"],
             out,
@@ -119,10 +119,14 @@ def main() -> None:
             prefix=env_prefix,
         )
         finish(proc, "the 2-process run")
-    st = summary(two)
+    one = out / "one_process"
+    if not (one / "summary.json").exists():
+        one_args = [a for a in common if not a.startswith(("distill=", "distill.alpha"))]
+        finish(distill(["train", *one_args, f"hydra.run.dir={one}"], out, log), "the 1-process run")
+    so, st = summary(one), summary(two)
     print(
-        f"\n1 process (batch 64): test acc {sa['test_acc']}, {sa['train_images_per_s']} img/s; "
-        f"2 processes (2 x 32): test acc {st['test_acc']}, {st['train_images_per_s']} img/s"
+        f"\nKD (T=4, alpha=0.5) on 1 process (batch 64): test acc {so['test_acc']}, {so['train_images_per_s']} img/s; "
+        f"on 2 processes (2 x 32): test acc {st['test_acc']}, {st['train_images_per_s']} img/s"
     )
 
     search = out / "optuna"

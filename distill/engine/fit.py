@@ -177,14 +177,16 @@ def fit(
     view_fn: Callable[[int], torch.Tensor] | None = None,
     resume: dict | None = None,
     extra_state: dict | None = None,
+    on_epoch: Callable[[dict], None] | None = None,
 ) -> FitResult:
     """Trains ``model``, keeping ``checkpoints/best.safetensors`` (by validation accuracy) and ``last``.
 
     Each epoch appends a line to ``metrics.jsonl`` and writes ``checkpoints/state.pt``: everything a
     resumed run needs to end exactly where this one would (weights of the model, connectors and
     online peers, optimizer, scheduler, scaler, RNG, the epoch and step, the metrics so far, and
-    ``extra_state``). ``trainer.save_every_steps`` also writes it within epochs; SIGINT/SIGTERM
-    write it after the current step and raise :class:`Interrupted`. ``resume`` is such a state.
+    ``extra_state``); ``on_epoch(row)`` gets each epoch's metrics. ``trainer.save_every_steps``
+    also writes it within epochs; SIGINT/SIGTERM write it after the current step and raise
+    :class:`Interrupted`. ``resume`` is such a state.
     When done, ``model`` holds the *last* weights (the caller loads ``best`` for the test figure);
     ``last_test_acc`` is measured here.
     """
@@ -328,6 +330,8 @@ def fit(
                 best_acc, best_epoch = val_acc, epoch + 1
             if main:
                 atomic_write(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+                if on_epoch is not None:  # trackers (TensorBoard, MLflow)
+                    on_epoch(row)
                 save_weights(ckpt / "last.safetensors", model, spec, config)
                 if improved:
                     save_weights(ckpt / "best.safetensors", model, spec, config)

@@ -105,6 +105,35 @@ def _check_writable(path: str, key: str, errors: list[str]) -> None:
         errors.append(f"{key}={path}: {p} is not a writable folder")
 
 
+def logger_names(cfg: DictConfig) -> list[str]:
+    node = cfg.get("logger")
+    return [str(k) for k in node.keys()] if node is not None else []
+
+
+def open_loggers(cfg: DictConfig, run_dir: Path, stage: str):
+    """The run's trackers (rank 0 only): an MLflow experiment per stage, or per sweep for its members."""
+    from distill.engine import dist
+    from distill.engine.loggers import Loggers
+
+    names = [n for n in logger_names(cfg) if n != "csv"]
+    if not names or not dist.is_main():
+        return Loggers([])
+    experiment, run_name = f"distill-{stage}", run_dir.name
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+            sweep = Path(HydraConfig.get().sweep.dir)
+            experiment, run_name = f"distill-{stage} sweep {sweep.parent.name}/{sweep.name}", f"job {run_dir.name}"
+    except ImportError:
+        pass
+    settings = OmegaConf.to_container(cfg.logger, resolve=True)
+    loggers = Loggers.build(names, settings, run_dir, Path(str(cfg.paths.root)), experiment, run_name)
+    loggers.start(plain_config(cfg))
+    return loggers
+
+
 def check_training(cfg: DictConfig, errors: list[str], model_keys: tuple[str, ...]) -> None:
     """Validation shared by ``teacher`` and ``train``: trainer, optimizer, dataset, model names."""
     _num(cfg, "seed", errors, lo=0, integer=True)
@@ -130,6 +159,9 @@ def check_training(cfg: DictConfig, errors: list[str], model_keys: tuple[str, ..
     if not errors:
         _check_optim_sched(cfg, errors)
     _check_writable(str(cfg.paths.root), "paths.root", errors)
+    from distill.engine.loggers import check_available
+
+    errors.extend(check_available(logger_names(cfg)))
     _choice(cfg, "dataset.augment", AUGMENTS, errors)
     for key in ("compile", "channels_last", "bn_recalibrate"):
         if key in cfg.trainer and not isinstance(cfg.trainer[key], bool):

@@ -16,6 +16,7 @@ import torch
 from omegaconf import DictConfig
 
 from distill.engine.checkpoint import check_weights, load_model
+from distill.engine.loggers import log_artifact_to
 from distill.engine.runs import read_json, write_json
 from distill.engine.tables import console, print_table
 from distill.errors import UserError
@@ -92,6 +93,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         result["int8"] = _int8(cfg, out, config, run_dir, spec.name)
         meta["int8"] = result["int8"]
         write_json(meta_path, meta)
+    # the run logged to MLflow: its ONNX files join its artifacts
+    exported = [out, meta_path, *([Path(result["int8"]["path"])] if "int8" in result else [])]
+    if all(log_artifact_to(run_dir / "summary.json", p) for p in exported if p.is_file()):
+        result["mlflow_artifacts"] = [p.name for p in exported if p.is_file()]
     return result
 
 

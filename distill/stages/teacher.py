@@ -20,6 +20,7 @@ from distill.stages.common import (
     hydra_entry,
     load_data,
     model_key,
+    open_loggers,
     output_dir,
     raise_if,
     resume_state,
@@ -45,9 +46,22 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         save_resolved_config(cfg, run_dir)
         write_json(run_dir / "env.json", env_info(device))
     data = load_data(cfg)
-    model, spec, result, best = train_model(
-        cfg, cfg.teacher, data, DistillLoss(KDLoss(alpha=0.0)), settings, device, run_dir, resume=state
-    )
+    loggers = open_loggers(cfg, run_dir, "teacher")
+    try:
+        model, spec, result, best = train_model(
+            cfg,
+            cfg.teacher,
+            data,
+            DistillLoss(KDLoss(alpha=0.0)),
+            settings,
+            device,
+            run_dir,
+            resume=state,
+            on_epoch=loggers.epoch,
+        )
+    except BaseException:
+        loggers.fail()
+        raise
     if not dist.is_main():  # rank 0 measures, writes and reports
         return {"stage": "teacher", "rank": dist.rank()}
     desc = describe(model, best, data, settings, device)
@@ -68,6 +82,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "model_key": model_key(cfg.teacher),
         "dataset_key": dataset_key(cfg),
     }
+    summary["loggers"] = loggers.finish(summary, [best])
     write_json(run_dir / "summary.json", summary)
     print_table(
         f"teacher {spec.name} on {data.name} (best epoch {result.best_epoch} by val acc)",

@@ -60,6 +60,7 @@ from distill.stages.common import (
     model_key,
     model_name,
     model_spec,
+    open_loggers,
     output_dir,
     plain_value,
     raise_if,
@@ -548,19 +549,25 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             dist.barrier()
         if cached is not None:
             teachers = Teachers([cached])
-    student, spec, result, best = train_model(
-        cfg,
-        cfg.student,
-        data,
-        loss_fn,
-        settings,
-        device,
-        run_dir,
-        teachers,
-        view_fn=view_fn,
-        resume=state,
-        extra_state={"teacher_weights": str(teacher_path.resolve()) if teacher_path else None},
-    )
+    loggers = open_loggers(cfg, run_dir, "train")
+    try:
+        student, spec, result, best = train_model(
+            cfg,
+            cfg.student,
+            data,
+            loss_fn,
+            settings,
+            device,
+            run_dir,
+            teachers,
+            view_fn=view_fn,
+            resume=state,
+            extra_state={"teacher_weights": str(teacher_path.resolve()) if teacher_path else None},
+            on_epoch=loggers.epoch,
+        )
+    except BaseException:
+        loggers.fail()
+        raise
     if not dist.is_main():  # rank 0 measures, writes and reports
         return {"stage": "train", "rank": dist.rank()}
     if online:
@@ -606,6 +613,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "student_key": model_key(cfg.student),
         "dataset_key": dataset_key(cfg),
     }
+    summary["loggers"] = loggers.finish(summary, [best])
     write_json(run_dir / "summary.json", summary)
     t_label = f"teacher {cfg.teacher.name}"
     if online:

@@ -56,6 +56,7 @@ def train_model(
     view_fn: Callable[[int], torch.Tensor] | None = None,
     resume: dict | None = None,
     extra_state: dict | None = None,
+    on_epoch: Callable[[dict], None] | None = None,
 ) -> tuple[nn.Module, ModelSpec, FitResult, Path]:
     """Builds the model of ``node``, trains it, and returns it holding its best (by validation) weights.
 
@@ -128,6 +129,7 @@ def train_model(
             view_fn=view_fn,
             resume=resume,
             extra_state=extra_state,
+            on_epoch=on_epoch,
         )
     finally:  # hooks off the model and the teacher whatever happened
         for taps in (s_taps, teachers.taps if teachers is not None else None):

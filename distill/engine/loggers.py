@@ -1,0 +1,179 @@
+"""Experiment trackers a run reports to besides its own files: TensorBoard and MLflow.
+
+``metrics.jsonl`` and ``summary.json`` are always written (the ``csv`` logger); the trackers are
+optional extras, imported only when asked for. Each gets the resolved config (as parameters), every
+epoch's metrics, the summary's numbers, and the weights as artifacts.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from distill.errors import UserError
+
+# logger name -> (module it needs, the extra that installs it)
+NEEDS = {"csv": (None, None), "tensorboard": ("tensorboard", "tensorboard"), "mlflow": ("mlflow", "mlflow")}
+
+
+def check_available(names: list[str]) -> list[str]:
+    """One problem per unknown or uninstalled logger."""
+    problems = []
+    for name in names:
+        if name not in NEEDS:
+            problems.append(f"unknown logger {name!r}; choose from {', '.join(NEEDS)}")
+            continue
+        module, extra = NEEDS[name]
+        if module and importlib.util.find_spec(module) is None:
+            problems.append(f"logger={name} needs the {module} package: pip install 'distill[{extra}]'")
+    return problems
+
+
+def _flat(obj: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(obj, dict):
+        out: dict[str, Any] = {}
+        for k, v in obj.items():
+            out.update(_flat(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: obj}
+
+
+def _numbers(d: dict) -> dict[str, float]:
+    return {k: float(v) for k, v in _flat(d).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+class TensorBoard:
+    """Scalars under ``<run>/tensorboard`` (``tensorboard --logdir`` a run or a whole sweep folder)."""
+
+    def __init__(self, run_dir: Path, settings: dict) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer = SummaryWriter(
+            log_dir=str(run_dir / "tensorboard"), flush_secs=int(settings.get("flush_secs", 30))
+        )
+
+    def start(self, config: dict) -> None:
+        text = "\n".join(f"    {k}: {v}" for k, v in sorted(_flat(config).items()))
+        self.writer.add_text("config", text)
+
+    def epoch(self, row: dict) -> None:
+        step = int(row["epoch"])
+        for k, v in _numbers(row).items():
+            if k != "epoch":
+                self.writer.add_scalar(k, v, step)
+
+    def finish(self, summary: dict, artifacts: list[Path]) -> dict:
+        for k, v in _numbers(summary).items():
+            self.writer.add_scalar(f"summary/{k}", v, 0)
+        self.writer.close()
+        return {"tensorboard_dir": self.writer.log_dir}
+
+
+class MLflow:
+    """A run in an MLflow tracking store (default: SQLite ``<paths.root>/mlflow.db``); members of
+    one sweep share an experiment named after the sweep."""
+
+    def __init__(self, run_dir: Path, settings: dict, root: Path, experiment: str, run_name: str) -> None:
+        import mlflow
+
+        self.mlflow = mlflow
+        uri = settings.get("tracking_uri") or f"sqlite:///{(root / 'mlflow.db').resolve()}"
+        self.client = mlflow.tracking.MlflowClient(tracking_uri=uri)
+        self.uri = uri
+        name = settings.get("experiment") or experiment
+        found = self.client.get_experiment_by_name(name)
+        # artifacts beside the store, not in ./mlruns of whatever folder the run started from
+        where = (root / "mlartifacts").resolve().as_uri() if uri.startswith("sqlite:") else None
+        exp_id = found.experiment_id if found else self.client.create_experiment(name, artifact_location=where)
+        self.run_id = self.client.create_run(exp_id, run_name=run_name, tags={"run_dir": str(run_dir)}).info.run_id
+
+    def start(self, config: dict) -> None:
+        from mlflow.entities import Param
+
+        params = [Param(k, str(v)[:6000]) for k, v in sorted(_flat(config).items())]
+        for i in range(0, len(params), 100):  # the store takes at most 100 per batch
+            self.client.log_batch(self.run_id, params=params[i : i + 100])
+
+    def epoch(self, row: dict) -> None:
+        from mlflow.entities import Metric
+
+        step = int(row["epoch"])
+        now = int(time.time() * 1000)
+        metrics = [Metric(k, v, now, step) for k, v in _numbers(row).items() if k != "epoch"]
+        self.client.log_batch(self.run_id, metrics=metrics)
+
+    def finish(self, summary: dict, artifacts: list[Path], status: str = "FINISHED") -> dict:
+        import time
+
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        metrics = [Metric(f"summary.{k}", v, now, 0) for k, v in _numbers(summary).items()]
+        for i in range(0, len(metrics), 500):
+            self.client.log_batch(self.run_id, metrics=metrics[i : i + 500])
+        for path in artifacts:
+            if path.exists():
+                self.client.log_artifact(self.run_id, str(path))
+        self.client.set_terminated(self.run_id, status=status)
+        return {"mlflow": {"tracking_uri": self.uri, "run_id": self.run_id}}
+
+
+class Loggers:
+    """The trackers of one run, called by the stage: ``start``, ``epoch`` per epoch, ``finish``."""
+
+    def __init__(self, trackers: list) -> None:
+        self.trackers = trackers
+
+    @classmethod
+    def build(
+        cls, names: list[str], settings: dict, run_dir: Path, root: Path, experiment: str, run_name: str
+    ) -> Loggers:
+        problems = check_available(names)
+        if problems:
+            raise UserError(problems[0])
+        trackers: list = []
+        for name in names:
+            if name == "tensorboard":
+                trackers.append(TensorBoard(run_dir, settings.get(name) or {}))
+            elif name == "mlflow":
+                trackers.append(MLflow(run_dir, settings.get(name) or {}, root, experiment, run_name))
+        return cls(trackers)
+
+    def start(self, config: dict) -> None:
+        for t in self.trackers:
+            t.start(config)
+
+    def epoch(self, row: dict) -> None:
+        for t in self.trackers:
+            t.epoch(row)
+
+    def finish(self, summary: dict, artifacts: list[Path]) -> dict:
+        """Returns what the summary should record about the trackers (MLflow run id, folders)."""
+        info: dict = {}
+        for t in self.trackers:
+            info.update(t.finish(summary, artifacts))
+        return info
+
+    def fail(self) -> None:
+        for t in self.trackers:
+            if isinstance(t, MLflow):
+                t.client.set_terminated(t.run_id, status="FAILED")
+            elif isinstance(t, TensorBoard):
+                t.writer.close()
+
+
+def log_artifact_to(summary_file: Path, artifact: Path) -> bool:
+    """Attaches ``artifact`` (an exported ONNX file) to the MLflow run a finished run logged to."""
+    try:
+        info = json.loads(summary_file.read_text()).get("loggers", {}).get("mlflow")
+    except (OSError, json.JSONDecodeError):
+        return False
+    if not info or importlib.util.find_spec("mlflow") is None:
+        return False
+    import mlflow
+
+    mlflow.tracking.MlflowClient(tracking_uri=info["tracking_uri"]).log_artifact(info["run_id"], str(artifact))
+    return True
