@@ -23,6 +23,7 @@ STAGES = {
     "chain": "teacher -> assistant -> student (or born-again generations): distill chain chain.models=[A,B,C]",
     "cache": "the teacher output cache: distill cache ls | verify | clear [entry=KEY]",
     "inspect": "list a model's layers and output shapes, for distill.*_layers: distill inspect teacher=NAME",
+    "compare": "distillation beside pruning, low rank and int8: distill compare teacher.checkpoint=RUN students=[RUN]",
 }
 _POSITIONAL = {"eval": "run", "export": "run", "report": "dir", "cache": "action"}
 # Flags after which Hydra's own handling should run untouched (help, config printing, completion).

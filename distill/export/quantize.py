@@ -67,6 +67,24 @@ def quantize_static_int8(fp32: Path, out: Path, calibration: torch.Tensor) -> Pa
     return out
 
 
+def quantize_dynamic_int8(fp32: Path, out: Path) -> Path:
+    """Dynamic int8 quantization (int8 weights, activations quantized at run time)."""
+    from onnxruntime.quantization import QuantType, quant_pre_process, quantize_dynamic
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=".quant.") as tmp:
+        prepared = Path(tmp) / "prepared.onnx"
+        try:
+            quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
+        except Exception as e:  # noqa: BLE001 - pre-processing is an optimisation
+            log.info("onnxruntime quantization pre-processing skipped (%s)", type(e).__name__)
+            prepared = fp32
+        target = Path(tmp) / out.name
+        quantize_dynamic(str(prepared), str(target), weight_type=QuantType.QInt8)
+        publish(target, out)
+    return out
+
+
 def _session(path: Path, threads: int | None = None):
     import onnxruntime as ort
 
@@ -87,10 +105,16 @@ def ort_accuracy(path: Path, x: torch.Tensor, y: torch.Tensor, batch: int = 256)
     return correct / len(y)
 
 
-def ort_latency_ms(path: Path, image: torch.Tensor, repeats: int = 50, warmup: int = 10, threads: int = 1) -> float:
-    """Median latency of one image (batch 1) in onnxruntime on ``threads`` CPU threads, after warm-up."""
+def ort_latency_ms(
+    path: Path, images: torch.Tensor, repeats: int = 50, warmup: int = 10, threads: int = 1, batch: int = 1
+) -> float:
+    """Median latency per image at ``batch`` images per call (uint8 ``images``, repeated to fill the
+    batch) in onnxruntime on ``threads`` CPU threads, after warm-up."""
     session = _session(path, threads)
-    feed = {"images": image[:1].float().div(255).numpy()}
+    x = images[:batch]
+    if len(x) < batch:
+        x = x.repeat((batch + len(x) - 1) // len(x), 1, 1, 1)[:batch]
+    feed = {"images": x.float().div(255).numpy()}
     for _ in range(warmup):
         session.run(["logits"], feed)
     times = []
@@ -98,4 +122,4 @@ def ort_latency_ms(path: Path, image: torch.Tensor, repeats: int = 50, warmup: i
         start = time.perf_counter()
         session.run(["logits"], feed)
         times.append(time.perf_counter() - start)
-    return float(np.median(times) * 1e3)
+    return float(np.median(times) * 1e3 / batch)
