@@ -12,6 +12,7 @@ from distill.export.quantize import quantize_dynamic_int8, quantize_static_int8
 
 
 def candidates(ctx: Context, dynamic: bool, static: bool, calibration_images: int) -> list[Made]:
+    """``params_from``: an int8 file holds the teacher's parameters (counted from the teacher)."""
     assert ctx.teacher_onnx is not None
     out = []
     if dynamic:
@@ -22,7 +23,7 @@ def candidates(ctx: Context, dynamic: bool, static: bool, calibration_images: in
                 "int8 dynamic",
                 "quantization",
                 onnx=path,
-                notes={"seconds": time.perf_counter() - start, "params_from": ctx.teacher}  # the teacher's parameters, in int8,
+                notes={"seconds": time.perf_counter() - start, "params_from": ctx.teacher},
             )
         )
     if static:
