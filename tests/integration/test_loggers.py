@@ -49,15 +49,23 @@ def test_api_run_logs_to_tensorboard_and_mlflow(tmp_path):
 
 def test_a_sweep_is_one_mlflow_experiment_with_a_run_per_member(tmp_path):
     from mlflow.tracking import MlflowClient
+    from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
 
     sweep = tmp_path / "sweep"
-    done = run_cli("train", "-m", *TINY, "logger=mlflow", "seed=0,1", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    loggers = "logger=[mlflow,tensorboard]"
+    done = run_cli("train", "-m", *TINY, loggers, "seed=0,1", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     client = MlflowClient(tracking_uri=f"sqlite:///{(tmp_path / 'outputs' / 'mlflow.db').resolve()}")
     (experiment,) = [e for e in client.search_experiments() if e.name.startswith("distill-train sweep")]
     runs = client.search_runs([experiment.experiment_id])
     assert sorted(r.data.params["seed"] for r in runs) == ["0", "1"]
     assert all(r.info.status == "FINISHED" for r in runs)
+    # TensorBoard reads the whole sweep folder: a run per member, each with its epochs
+    mux = EventMultiplexer().AddRunsFromDirectory(str(sweep))
+    mux.Reload()
+    assert sorted(mux.Runs()) == ["0/tensorboard", "1/tensorboard"]
+    for run in mux.Runs():
+        assert [e.step for e in mux.Scalars(run, "val_acc")] == [1, 2]
 
 
 def test_missing_tracker_names_its_extra(monkeypatch):
