@@ -14,6 +14,11 @@ class UserError(Exception):
     """
 
 
+class Diverged(UserError):
+    """The loss became NaN or infinite. In a sweep only that member fails (Optuna records a failed
+    trial) and the sweep goes on."""
+
+
 def closest(value: str, choices: Iterable[str]) -> str:
     """A ``did you mean ...?`` hint for ``value`` among ``choices`` ('' when nothing is close)."""
     matches = difflib.get_close_matches(str(value), list(choices), n=3, cutoff=0.6)

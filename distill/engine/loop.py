@@ -15,7 +15,7 @@ from torch import nn
 from distill.data.augment import mix_batch
 from distill.engine.batches import BatchLoader
 from distill.engine.taps import Taps
-from distill.errors import UserError
+from distill.errors import Diverged
 from distill.losses.mutual import mutual_losses
 
 
@@ -147,7 +147,7 @@ def train_one_epoch(
     ``loss_fn(s_logits, t_logits, y, s_feats=, t_feats=, index=, epoch=, y_soft=)`` returns
     ``(loss, parts)`` (see :class:`distill.losses.combined.DistillLoss`). The teachers see exactly
     the student's batch, augmented and (with ``mix = (kind, alpha, num_classes)``) mixed. A NaN or
-    infinite loss stops the run with a :class:`UserError` naming the epoch and step, before the
+    infinite loss stops the run with a :class:`Diverged` error naming the epoch and step, before the
     step changes any weight. ``after_backward()`` runs between backward and the optimizer step
     (gradient averaging across ranks); ``on_step(step, running)`` after every step.
     """
@@ -179,7 +179,7 @@ def train_one_epoch(
             parts = {**parts, "peers": peer_loss.detach()}
         loss_v = loss.item()
         if not math.isfinite(loss_v):
-            raise UserError(
+            raise Diverged(
                 f"loss became {loss_v} at epoch {epoch + 1}, step {step + 1}; lower optim.lr "
                 f"(now {optimizer.param_groups[0]['lr']:g}) or distill.temperature"
             )

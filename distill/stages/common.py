@@ -20,7 +20,7 @@ from distill.data.augment import AUGMENTS, MIXES
 from distill.data.base import Splits
 from distill.engine.checkpoint import ModelSpec
 from distill.engine.fit import TrainerSettings
-from distill.errors import UserError, closest
+from distill.errors import Diverged, UserError, closest
 from distill.losses.base import Method
 from distill.losses.kd import LOSS_KINDS
 from distill.models.registry import TIMM_PREFIX, available_models
@@ -376,6 +376,15 @@ def hydra_entry(stage: str, run_fn: Any, metric: str | None = None) -> Any:
 
         try:
             summary = run_fn(cfg)
+        except Diverged as e:
+            from hydra.core.hydra_config import HydraConfig
+            from hydra.types import RunMode
+
+            if HydraConfig.get().mode != RunMode.MULTIRUN:
+                print(f"distill {stage}: error: {e}", file=sys.stderr)
+                sys.exit(2)
+            print(f"distill {stage}: error: {e}; this member of the sweep failed, the sweep goes on", file=sys.stderr)
+            return float("nan") if metric else None  # Optuna records a failed trial
         except UserError as e:
             print(f"distill {stage}: error: {e}", file=sys.stderr)
             sys.exit(2)
