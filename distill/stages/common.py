@@ -384,7 +384,9 @@ def hydra_entry(stage: str, run_fn: Any, metric: str | None = None) -> Any:
                 print(f"distill {stage}: error: {e}", file=sys.stderr)
                 sys.exit(2)
             print(f"distill {stage}: error: {e}; this member of the sweep failed, the sweep goes on", file=sys.stderr)
-            return float("nan") if metric else None  # Optuna records a failed trial
+            if "optuna" in str(HydraConfig.get().sweeper.get("_target_", "")).lower():
+                raise RuntimeError(str(e)) from None  # Optuna records a failed trial (max_failure_rate)
+            return float("nan") if metric else None
         except UserError as e:
             print(f"distill {stage}: error: {e}", file=sys.stderr)
             sys.exit(2)

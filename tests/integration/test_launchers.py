@@ -72,3 +72,22 @@ def test_a_diverged_member_fails_alone_and_the_sweep_goes_on(tmp_path):
     # a single run that diverges is still an error
     done = run_cli("train", "distill.alpha=0", *SMALL, "optim.lr=1e12", cwd=tmp_path)
     assert done.returncode == 2 and "loss became" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_optuna_records_a_diverged_trial_as_failed_and_goes_on(tmp_path):
+    sweep = tmp_path / "opt"
+    done = run_cli(
+        "train",
+        "-m",
+        "hydra/sweeper=kd_search",
+        "hydra.sweeper.n_trials=5",
+        "optim.lr=choice(1e12,0.01)",
+        "distill.alpha=0",
+        *SMALL,
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "loss became" in done.stderr  # at least one trial drew lr=1e12 and diverged
+    result = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    assert result["best_params"]["optim.lr"] == 0.01
