@@ -175,7 +175,7 @@ def main() -> None:
             record(f"torchdistill KD {t}", json.loads(stdout.splitlines()[-1])["train_images_per_s"], wall, rss)
         run = out / "runs" / f"alone_{rep}"
         wall, rss, _ = timed(
-            [*me, "train", "distill.alpha=0", *common, f"hydra.run.dir={run}"], out, out / "logs" / f"alone_{rep}.log"
+            [*me, "train", *common, "distill.alpha=0", f"hydra.run.dir={run}"], out, out / "logs" / f"alone_{rep}.log"
         )
         record("distill mobilenet_v2 alone", last_epoch_ips(run), wall, rss)
         wall, rss, stdout = timed(
