@@ -18,8 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load as st_load
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as st_save
 from torch import nn
 
@@ -117,14 +116,13 @@ def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, s
     path = Path(path)
     if not path.is_file():
         raise UserError(f"weights file {path} does not exist")
-    data = path.read_bytes()
-    try:
-        tensors = st_load(data)
-        header_len = int.from_bytes(data[:8], "little")
-        meta = json.loads(data[8 : 8 + header_len]).get("__metadata__", {}) or {}
+    try:  # memory-mapped: the file is not read into memory beside the tensors
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
         if not isinstance(meta, dict):
             raise ValueError("metadata is not a mapping")
-    except (SafetensorError, ValueError, json.JSONDecodeError, OSError, UnicodeDecodeError):
+    except (SafetensorError, ValueError, json.JSONDecodeError, OSError, UnicodeDecodeError, RuntimeError):
         raise UserError(_describe_bad_file(path)) from None
     # distill's own files carry a checksum: a flipped byte anywhere is caught before anything is built
     if meta.get("format") == FORMAT and "sha256" in meta and meta["sha256"] != _digest(tensors, meta):
