@@ -86,14 +86,14 @@ def _explain(stage: str, error: Exception, overrides: list[str]) -> str:
     if plugin:
         return f"{plugin.group(1)} comes with Hydra's {plugin.group(2)} plugin: pip install 'distill[sweeps]'"
     missing = re.search(r"Could not find '([^/']+)/([^']+)'", text)
-    if "Config group override must be a string" in text:  # e.g. teacher=0: a group given a number
+    if isinstance(error, (TypeError, ValueError)):  # e.g. teacher=0 or teacher=[1,2]: a group given numbers
         from hydra.core.global_hydra import GlobalHydra
 
         loader = GlobalHydra.instance().config_loader()
+        name_list = r"\[?\s*([A-Za-z_][\w./-]*(\s*,\s*[A-Za-z_][\w./-]*)*)?\s*\]?"
         for o in overrides:
             group, _, name = o.partition("=")
-            numeric = re.fullmatch(r"[-+0-9.eE_]+|true|false|True|False|null|inf|nan", name.strip())
-            if numeric and loader.get_group_options(group.lstrip("+~")):
+            if not re.fullmatch(name_list, name.strip()) and loader.get_group_options(group.lstrip("+~")):
                 return f"{group}={name}: {group} takes a config name from conf/{group}/ (e.g. {group}=mlp)"
     if missing:
         from hydra import compose, initialize_config_dir  # noqa: F401  (options come from the loader below)
@@ -149,13 +149,13 @@ def precheck(stage: str, args: list[str]) -> None:
         # ValueError: Hydra's own for e.g. `teacher=0` (a group given a number)
         try:
             jobs = _jobs(overrides, multirun)
-        except (HydraException, OmegaConfBaseException, ValueError) as e:
+        except (HydraException, OmegaConfBaseException, ValueError, TypeError) as e:
             _fail(stage, _explain(stage, e, overrides))
         for job in jobs:
             in_job = f" (in job {' '.join(job)})" if multirun else ""
             try:
                 cfg = compose(config_name=stage, overrides=job)
-            except (HydraException, OmegaConfBaseException, ValueError) as e:
+            except (HydraException, OmegaConfBaseException, ValueError, TypeError) as e:
                 _fail(stage, _explain(stage, e, job))
             try:
                 need = missing_keys(cfg)

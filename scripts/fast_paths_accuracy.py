@@ -92,7 +92,7 @@ def main() -> None:
                 if len(accs) > 1
                 else f"{accs[0]:.4f}",
                 "per seed": ", ".join(f"{a:.3f}" for a in accs),
-                "max |diff| vs defaults": f"{max(abs(s['test_acc'] - ref[s['seed']]) for s in runs):.3f}",
+                "largest same-seed difference": f"{max(abs(s['test_acc'] - ref[s['seed']]) for s in runs):.3f}",
                 "train img/s": f"{statistics.median(s['train_images_per_s'] for s in runs):.0f}",
                 "teacher cache": runs[0].get("teacher_cache", {}).get("used", False) and "yes" or "no",
             }

@@ -4,8 +4,10 @@ import json
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from distill import config_dir
+from distill.engine.checkpoint import load_model, save_weights
 from distill.stages import teacher as teacher_stage
 from tests.conftest import FAST, run_cli
 
@@ -63,7 +65,10 @@ def test_a_changed_teacher_never_reads_the_old_entry(tmp_path):
     teacher = _train_teacher(tmp_path)
     assert run_cli("train", f"teacher.checkpoint={teacher}", *RUN, cwd=tmp_path).returncode == 0
     weights = teacher / "checkpoints" / "best.safetensors"
-    weights.write_bytes(weights.read_bytes()[:-4] + b"\x00\x00\x80\x3f")  # one weight changed
+    model, spec, config, _ = load_model(weights)  # the same teacher with one weight changed, saved
+    with torch.no_grad():  # properly (a byte edited in place is refused as damaged by its checksum)
+        next(model.parameters()).view(-1)[0] += 1.0
+    save_weights(weights, model, spec, config)
     result = run_cli("train", f"teacher.checkpoint={teacher}", *RUN, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     assert [s["teacher_cache"]["status"] for s in _summaries(tmp_path)] == ["built", "built"]

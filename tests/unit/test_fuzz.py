@@ -24,7 +24,7 @@ from distill.engine.checkpoint import ModelSpec, load_model, load_state, save_st
 from distill.errors import UserError
 from distill.models.registry import build_model
 
-FUZZ = settings(max_examples=200, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+FUZZ = settings(max_examples=120, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 COUNTS: dict[str, dict[str, int]] = {}
 
 
