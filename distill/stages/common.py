@@ -391,11 +391,18 @@ def hydra_entry(stage: str, run_fn: Any, metric: str | None = None) -> Any:
             print(f"distill {stage}: error: {e}", file=sys.stderr)
             sys.exit(2)
         except Interrupted as e:
-            print(
-                f"distill {stage}: stopped by {e} after a finished step; the state is saved. "
-                f"Continue with: distill {stage} resume={e.run_dir}",
-                file=sys.stderr,
+            import yaml
+
+            try:  # the run that stopped may be a step of another stage (chain): resume that run
+                ran = (yaml.safe_load((e.run_dir / "config.yaml").read_text()) or {}).get("stage", stage)
+            except (OSError, yaml.YAMLError):
+                ran = stage
+            how = (
+                f"Continue with: distill {ran} resume={e.run_dir}"
+                if (e.run_dir / ".hydra" / "overrides.yaml").is_file()
+                else "It was started inside another stage (a chain step) and is not resumable on its own."
             )
+            print(f"distill {stage}: stopped by {e} after a finished step; the state is saved. {how}", file=sys.stderr)
             sys.exit(e.exit_code)
         return summary.get(metric) if metric and isinstance(summary, dict) else None
 
