@@ -11,8 +11,8 @@ import importlib.util
 import json
 import time
 from pathlib import Path
-from typing import Any
 
+from distill.engine.runs import flatten
 from distill.errors import UserError
 
 # logger name -> (module it needs, the extra that installs it)
@@ -32,17 +32,8 @@ def check_available(names: list[str]) -> list[str]:
     return problems
 
 
-def _flat(obj: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(obj, dict):
-        out: dict[str, Any] = {}
-        for k, v in obj.items():
-            out.update(_flat(v, f"{prefix}{k}."))
-        return out
-    return {prefix[:-1]: obj}
-
-
 def _numbers(d: dict) -> dict[str, float]:
-    return {k: float(v) for k, v in _flat(d).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return {k: float(v) for k, v in flatten(d).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
 class TensorBoard:
@@ -56,7 +47,7 @@ class TensorBoard:
         )
 
     def start(self, config: dict) -> None:
-        text = "\n".join(f"    {k}: {v}" for k, v in sorted(_flat(config).items()))
+        text = "\n".join(f"    {k}: {v}" for k, v in sorted(flatten(config).items()))
         self.writer.add_text("config", text)
 
     def epoch(self, row: dict) -> None:
@@ -93,7 +84,7 @@ class MLflow:
     def start(self, config: dict) -> None:
         from mlflow.entities import Param
 
-        params = [Param(k, str(v)[:6000]) for k, v in sorted(_flat(config).items())]
+        params = [Param(k, str(v)[:6000]) for k, v in sorted(flatten(config).items())]
         for i in range(0, len(params), 100):  # the store takes at most 100 per batch
             self.client.log_batch(self.run_id, params=params[i : i + 100])
 

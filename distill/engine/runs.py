@@ -14,6 +14,16 @@ import torchvision
 from distill.engine.checkpoint import atomic_write
 
 
+def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``: a config as dotted keys."""
+    if isinstance(obj, dict):
+        out: dict[str, Any] = {}
+        for k, v in obj.items():
+            out.update(flatten(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: obj}
+
+
 def write_json(path: Path, obj: Any) -> Path:
     return atomic_write(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 

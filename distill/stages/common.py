@@ -309,15 +309,6 @@ _RESUME_FREE = (
 )
 
 
-def _flat(obj: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(obj, dict):
-        out: dict[str, Any] = {}
-        for k, v in obj.items():
-            out.update(_flat(v, f"{prefix}{k}."))
-        return out
-    return {prefix[:-1]: obj}
-
-
 def resume_state(cfg: DictConfig) -> dict | None:
     """The saved state of the run ``cfg.resume`` names (None when not resuming), after checking that
     its format is ours and that this config is the one it ran with."""
@@ -334,8 +325,10 @@ def resume_state(cfg: DictConfig) -> dict | None:
         raise UserError(f"{root} has no saved state (checkpoints/state.pt) to resume")
     state = load_state(state_file)
     check_state(state, state_file)
-    before = _flat(yaml.safe_load((root / "config.yaml").read_text()) or {})
-    now = _flat(plain_config(cfg))
+    from distill.engine.runs import flatten
+
+    before = flatten(yaml.safe_load((root / "config.yaml").read_text()) or {})
+    now = flatten(plain_config(cfg))
     for key in sorted(set(before) | set(now)):
         if key.startswith(_RESUME_FREE) or before.get(key) == now.get(key):
             continue
