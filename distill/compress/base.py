@@ -11,7 +11,7 @@ from torch import nn
 
 from distill.data.base import Splits
 from distill.engine.batches import BatchLoader
-from distill.engine.loop import train_one_epoch
+from distill.engine.loop import Teachers, train_one_epoch
 from distill.losses.combined import DistillLoss
 from distill.losses.kd import KDLoss
 
@@ -59,21 +59,8 @@ def finetune(model: nn.Module, ctx: Context, epochs: int, lr: float, kd: bool, t
         seed=ctx.seed,
         device=ctx.device,
     )
-    teacher = ctx.teacher.eval()
-
-    class _Frozen:
-        models = [teacher]
-        online = False
-        takes_index = False
-
-        def train(self, epoch: int = 0) -> None:
-            pass
-
-        def __call__(self, x, index, device, precision):
-            with torch.no_grad():
-                return teacher(x), [], None
-
+    teachers = Teachers([ctx.teacher.eval()]) if kd else None
     for epoch in range(epochs):
         loader.set_epoch(epoch)
-        train_one_epoch(model, loss_fn, loader, opt, teachers=_Frozen() if kd else None, epoch=epoch)
+        train_one_epoch(model, loss_fn, loader, opt, teachers=teachers, epoch=epoch)
     model.eval()
