@@ -145,11 +145,12 @@ def spec_of(meta: dict[str, str], path: Path) -> ModelSpec | None:
         raise UserError(f"{path} has a damaged model description; re-export it from its run") from None
 
 
-def load_state_into(model: nn.Module, tensors: dict[str, torch.Tensor], path: Path) -> None:
-    """Loads a full Classifier state dict, or a bare network's one into ``model.net``."""
+def load_state_into(model: nn.Module, tensors: dict[str, torch.Tensor], path: Path, assign: bool = False) -> None:
+    """Loads a full Classifier state dict, or a bare network's one into ``model.net``.
+    ``assign``: the model takes the tensors themselves instead of copying them into its own."""
     target = model if {"mean", "std"} <= set(tensors) else model.net
     try:
-        target.load_state_dict(tensors, strict=True)
+        target.load_state_dict(tensors, strict=True, assign=assign)
     except RuntimeError as e:
         first = " ".join(str(e).strip().splitlines()[:2])
         raise UserError(f"weights in {path} do not fit the model: {first[:300]}") from None
@@ -225,6 +226,26 @@ def build_from_spec(spec: ModelSpec, weights: str | None = None) -> nn.Module:
     )
 
 
+def build_loaded(spec: ModelSpec, tensors: dict[str, torch.Tensor], path: Path) -> nn.Module:
+    """The model ``spec`` describes, holding ``tensors`` (read from ``path``).
+
+    Built on the meta device and handed the loaded tensors themselves, so the weights are in
+    memory once: no randomly initialised copy beside them (and no time spent initialising it).
+    A model with state the file does not carry (non-persistent buffers) is built for real instead.
+    """
+    try:
+        with torch.device("meta"):
+            model = build_from_spec(spec)
+    except (RuntimeError, NotImplementedError):  # a constructor that reads tensor values (.item(), .tolist())
+        model = None
+    if model is not None:
+        load_state_into(model, tensors, path, assign=True)
+    if model is None or any(t.is_meta for t in (*model.parameters(), *model.buffers())):
+        model = build_from_spec(spec)
+        load_state_into(model, tensors, path)
+    return model
+
+
 def _required_spec(meta: dict[str, str], path: Path) -> ModelSpec:
     spec = spec_of(meta, path)
     if spec is None:
@@ -251,8 +272,7 @@ def load_model(run: str | Path) -> tuple[nn.Module, ModelSpec, dict, Path]:
     path = weights_path(run)
     tensors, meta = read_weights(path)
     spec = _required_spec(meta, path)
-    model = build_from_spec(spec)
-    load_state_into(model, tensors, path)
+    model = build_loaded(spec, tensors, path)
     try:
         config = json.loads(meta.get("config", "{}") or "{}")
     except json.JSONDecodeError:

@@ -18,7 +18,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from distill.engine.cache import file_digest, list_entries, make_view, open_entry, tensor_digest
-from distill.engine.checkpoint import build_from_spec, load_state_into, read_weights, spec_of
+from distill.engine.checkpoint import build_loaded, read_weights, spec_of
 from distill.engine.tables import print_table
 from distill.engine.taps import Taps
 from distill.errors import UserError
@@ -54,8 +54,7 @@ def _load_teacher(path: Path) -> torch.nn.Module:
     spec = spec_of(meta, path)
     if spec is None:
         raise UserError(f"{path} carries no model description")
-    model = build_from_spec(spec)
-    load_state_into(model, tensors, path)
+    model = build_loaded(spec, tensors, path)
     return model.eval()
 
 

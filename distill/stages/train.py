@@ -35,7 +35,7 @@ from distill.engine.cache import (
     open_entry,
     tensor_digest,
 )
-from distill.engine.checkpoint import build_from_spec, load_state_into, read_weights, spec_of, weights_path
+from distill.engine.checkpoint import build_from_spec, build_loaded, read_weights, spec_of, weights_path
 from distill.engine.fit import TrainerSettings
 from distill.engine.loop import Teachers, autocast, recalibrate_bn
 from distill.engine.runs import env_info, find_runs, write_json
@@ -343,8 +343,7 @@ def load_frozen(
             f"the teacher in {path} was trained on {spec.image_size} images, dataset {data.name} has "
             f"{list(data.image_size)}"
         )
-    model = build_from_spec(spec)
-    load_state_into(model, tensors, path)
+    model = build_loaded(spec, tensors, path)
     model.to(device).eval().requires_grad_(False)
     if settings.channels_last:
         model.to(memory_format=torch.channels_last)
