@@ -48,6 +48,7 @@ class TrainerSettings:
     device: str = "auto"
     precision: str = "32"
     teacher_precision: str = "auto"
+    teacher_backend: str = "auto"
     num_workers: int = 0
     channels_last: bool = True
     bn_recalibrate: bool = True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
 import tempfile
 import warnings
@@ -25,10 +26,15 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: Path, opset: int 
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".onnx")
     os.close(fd)
+    # the exporter's optimiser passes log every step at INFO, which would flood the run's log
+    quiet = [logging.getLogger(name) for name in ("onnx_ir", "onnxscript", "torch.onnx")]
+    levels = [q.level for q in quiet]
     try:
         batch = torch.export.Dim("batch", min=1)
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
+            for q in quiet:
+                q.setLevel(logging.WARNING)
             program = torch.onnx.export(
                 model,
                 (example,),
@@ -42,6 +48,8 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: Path, opset: int 
             program.save(tmp)
         publish(tmp, path)
     finally:
+        for q, level in zip(quiet, levels):
+            q.setLevel(level)
         Path(tmp).unlink(missing_ok=True)
     return path
 

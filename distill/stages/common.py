@@ -20,6 +20,7 @@ from distill.data.augment import AUGMENTS, MIXES
 from distill.data.base import Splits
 from distill.engine.checkpoint import ModelSpec
 from distill.engine.fit import TrainerSettings
+from distill.engine.teacher_backend import BACKENDS
 from distill.errors import Diverged, UserError, closest
 from distill.losses.base import Method
 from distill.losses.kd import LOSS_KINDS
@@ -148,6 +149,8 @@ def check_training(cfg: DictConfig, errors: list[str], model_keys: tuple[str, ..
     _choice(cfg, "trainer.precision", PRECISIONS, errors)
     if cfg.trainer.get("teacher_precision") is not None:
         _choice(cfg, "trainer.teacher_precision", ("auto", *PRECISIONS), errors)
+    if cfg.trainer.get("teacher_backend") is not None:
+        _choice(cfg, "trainer.teacher_backend", BACKENDS, errors)
     _choice(cfg, "trainer.progress", ("auto", "on", "off"), errors)
     if cfg.trainer.device == "cuda" and not torch.cuda.is_available():
         errors.append("trainer.device=cuda but no CUDA device is available; use trainer.device=auto or cpu")

@@ -41,6 +41,7 @@ from distill.engine.loop import Teachers, autocast, recalibrate_bn
 from distill.engine.runs import env_info, find_runs, write_json
 from distill.engine.tables import MODEL_COLUMNS, model_row, print_table
 from distill.engine.taps import HEAD, Taps, resolve_layers
+from distill.engine.teacher_backend import onnxruntime_teacher
 from distill.errors import UserError, closest
 from distill.losses.combined import DistillLoss
 from distill.losses.kd import KDLoss
@@ -358,6 +359,7 @@ def _teacher_cache(
     data: Splits,
     settings: TrainerSettings,
     device: torch.device,
+    backend: str = "torch",
 ) -> tuple[CachedTeacher | None, Callable[[int], torch.Tensor] | None, dict[str, Any]]:
     """Reads (or first builds) the teacher's outputs from the cache when they can be cached.
 
@@ -392,7 +394,7 @@ def _teacher_cache(
         views=views,
         seed=int(cfg.cache.seed),
         taps=tap_names,
-        precision=settings.teacher_autocast(),
+        precision=settings.teacher_autocast() + ("" if backend == "torch" else f"/{backend}"),
     )
     root = Path(str(cfg.cache.dir))
     entry = open_entry(entry_dir(root, key))
@@ -440,6 +442,45 @@ def _teacher_cache(
             "path": str(entry.path),
         },
     )
+
+
+def _teacher_backend(
+    cfg: DictConfig,
+    teachers: Teachers,
+    teacher_path: Path | None,
+    data: Splits,
+    settings: TrainerSettings,
+    device: torch.device,
+) -> tuple[Teachers, str]:
+    """The frozen teachers in onnxruntime where ``trainer.teacher_backend`` asks for it (``auto``:
+    on CPUs, in float32, when no teacher layer is read), else as they are."""
+    want = settings.teacher_backend
+    reads_layers = bool(plain_value(cfg.distill.get("teacher_layers"))) and (cfg.distill.get("beta") or 0) > 0
+    why_not = None
+    if want == "torch":
+        return teachers, "torch"
+    if device.type != "cpu":
+        why_not = f"the device is {device.type}"
+    elif settings.teacher_autocast() != "32":
+        why_not = f"the teacher runs in {settings.teacher_autocast()}"
+    elif reads_layers:
+        why_not = "the method reads the teacher's layers"
+    elif dist.world_size() > 1:
+        why_not = "under torchrun"
+    elif not all(isinstance(m, nn.Module) and any(True for _ in m.parameters()) for m in teachers.models):
+        why_not = "the teacher is a black box already"
+    if why_not:
+        (log.warning if want == "onnxruntime" else log.info)("teacher stays in PyTorch: %s", why_not)
+        return teachers, "torch"
+    paths = [teacher_path, *(weights_path(str(p)) for p in _extra_teachers(cfg))]
+    images = data.train_x[: min(64, len(data.train_x))].float().div(255)
+    converted = [
+        onnxruntime_teacher(m, file_digest(p), Path(str(cfg.cache.dir)), images, settings.threads)
+        for m, p in zip(teachers.models, paths)
+    ]
+    if any(c is None for c in converted):
+        return teachers, "torch"
+    return Teachers(converted, precision=teachers.precision), "onnxruntime"
 
 
 def _tap_once(teacher: nn.Module, names: list[str], example: torch.Tensor) -> list[torch.Tensor]:
@@ -539,11 +580,13 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         save_resolved_config(cfg, run_dir)
         write_json(run_dir / "env.json", env_info(device))
     cache_info, view_fn = {"used": False, "reason": "no teacher"}, None
+    backend = "torch"
     if teachers is not None and not online:
+        teachers, backend = _teacher_backend(cfg, teachers, teacher_path, data, settings, device)
         # under torchrun rank 0 builds the cache while the others wait, then they all read it
         if not dist.is_main():
             dist.barrier()
-        cached, view_fn, cache_info = _teacher_cache(cfg, teachers, teacher_path, data, settings, device)
+        cached, view_fn, cache_info = _teacher_cache(cfg, teachers, teacher_path, data, settings, device, backend)
         if dist.is_main():
             dist.barrier()
         if cached is not None:
@@ -604,6 +647,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "beta": loss_fn.beta if method_name else None,
         "train_images_per_s": round(result.train_images_per_s, 1),
         "teacher_cache": cache_info,
+        "teacher_backend": backend if teacher is not None and not online else None,
         "train_seconds": round(result.train_seconds, 2),
         "bn_recalibrated_images": result.bn_recalibrated_images,
         "seed": int(cfg.seed),

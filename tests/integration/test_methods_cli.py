@@ -215,3 +215,24 @@ def test_a_timm_student_distils_from_a_torchvision_teacher(teacher_run, tmp_path
     assert _summary(run)["student"] == "timm/resnet10t"
     model, spec, _, _ = load_model(run)  # rebuilt from the weights file alone, as eval/export do
     assert spec.name == "timm/resnet10t" and model(torch.rand(2, 1, 8, 8)).shape == (2, 10)
+
+
+def test_a_teacher_in_onnxruntime_gives_pytorchs_numbers(teacher_run, tmp_path):
+    """trainer.teacher_backend: the teacher exported once and run in onnxruntime trains the student
+    as the PyTorch teacher does (floating-point noise only); a method reading layers keeps PyTorch."""
+    from distill import api
+
+    common = ["teacher=lenet5", f"teacher.checkpoint={teacher_run}", "student=mlp", "student.kwargs.hidden=[32]"]
+    common += [*ONE_EPOCH, "trainer.epochs=2", "cache.enabled=false", f"paths.root={tmp_path / 'outputs'}"]
+    runs = {}
+    for backend in ("torch", "onnxruntime"):
+        out = tmp_path / backend
+        summary = api.run("train", [*common, f"trainer.teacher_backend={backend}", f"paths.output_dir={out}"])
+        assert summary["teacher_backend"] == backend
+        runs[backend] = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert list((tmp_path / "outputs" / "cache" / "onnx").glob("*.onnx")), "the exported teacher is kept"
+    for a, b in zip(runs["torch"], runs["onnxruntime"]):
+        assert a["train_soft"] == pytest.approx(b["train_soft"], rel=1e-4)
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4)
+    layers = api.run("train", [*common, "distill=rkd", f"paths.output_dir={tmp_path / 'rkd'}"])
+    assert layers["teacher_backend"] == "torch"
