@@ -40,11 +40,14 @@ def onnxruntime_teacher(
     example = images.cpu().float().contiguous()
     try:
         if not path.is_file():
-            export_onnx(model, example[:2], path)
+            try:
+                export_onnx(model, example[:2], path, exporter="torchscript")
+            except Exception:  # noqa: BLE001 - the older tracer is gone or cannot trace this model
+                export_onnx(model, example[:2], path)
             log.info("teacher exported for onnxruntime: %s", path)
         worst = check_onnx(model, path, example)
     except Exception as e:  # noqa: BLE001 - an exporter failure only means the PyTorch teacher is used
-        log.info("teacher stays in PyTorch: onnx export failed (%s)", str(e).strip().splitlines()[0][:200])
+        log.info("teacher stays in PyTorch: onnx export failed (%s)", (str(e).strip().splitlines() or [""])[0][:200])
         return None
     with torch.no_grad():
         scale = float(model(example).abs().max())

@@ -17,9 +17,11 @@ from torch import nn
 from distill.engine.checkpoint import publish
 
 
-def export_onnx(model: nn.Module, example: torch.Tensor, path: Path, opset: int = 18) -> Path:
+def export_onnx(model: nn.Module, example: torch.Tensor, path: Path, opset: int = 18, exporter: str = "dynamo") -> Path:
     """Writes ``model`` as ONNX with a dynamic batch axis; input ``images``, output ``logits``.
 
+    ``exporter``: ``dynamo`` (torch.export, the supported path) or ``torchscript`` (the older
+    tracer: 4x faster for a resnet50 here, enough for a file only distill itself reads).
     The file appears whole or not at all (written beside the target, then renamed).
     """
     model = model.eval().cpu().float()
@@ -35,6 +37,18 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: Path, opset: int 
             warnings.simplefilter("ignore")
             for q in quiet:
                 q.setLevel(logging.WARNING)
+            if exporter == "torchscript":
+                torch.onnx.export(
+                    model,
+                    (example,),
+                    tmp,
+                    input_names=["images"],
+                    output_names=["logits"],
+                    dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
+                    opset_version=opset,
+                    dynamo=False,
+                )
+                return publish(tmp, path)
             program = torch.onnx.export(
                 model,
                 (example,),

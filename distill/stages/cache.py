@@ -1,4 +1,5 @@
-"""``distill cache ls | verify | clear``: see, check and free the teacher output cache.
+"""``distill cache ls | verify | clear``: see, check and free the teacher output cache (and the
+teachers exported for onnxruntime, in its ``onnx/`` folder).
 
 ``verify`` re-derives every entry's inputs (the teacher file's digest, the training images'
 digest) and recomputes random rows with the live teacher on the regenerated views: a mismatch
@@ -43,6 +44,11 @@ def _selected(cfg: DictConfig) -> list[dict[str, Any]]:
         if not rows:
             raise UserError(f"no cache entry starts with {cfg.entry!r} in {cfg.dir}; `distill cache ls` lists them")
     return rows
+
+
+def _exported(cfg: DictConfig) -> list[Path]:
+    """Teachers exported for onnxruntime (``trainer.teacher_backend``), kept beside the entries."""
+    return sorted((Path(str(cfg.dir)) / "onnx").glob("*.onnx"))
 
 
 def _load_teacher(path: Path) -> torch.nn.Module:
@@ -109,13 +115,23 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             ("key", "teacher run", "dataset", "augment", "views", "images", "taps", "MB", "last used"),
             table,
         )
-        return {"entries": len(rows)}
+        exported = _exported(cfg)
+        if exported:
+            mb = sum(f.stat().st_size for f in exported) / 1e6
+            print(
+                f"and {len(exported)} teachers exported for onnxruntime, {mb:.1f} MB, in {Path(str(cfg.dir)) / 'onnx'}"
+            )
+        return {"entries": len(rows), "exported": len(exported)}
     if cfg.action == "clear":
         freed = sum(r["bytes"] for r in rows)
         for r in rows:
             shutil.rmtree(r["path"])
-        print(f"removed {len(rows)} cache entries, {freed / 1e6:.1f} MB freed")
-        return {"removed": len(rows), "bytes": freed}
+        exported = _exported(cfg) if cfg.entry is None else []
+        freed += sum(f.stat().st_size for f in exported)
+        for f in exported:
+            f.unlink()
+        print(f"removed {len(rows)} cache entries and {len(exported)} exported teachers, {freed / 1e6:.1f} MB freed")
+        return {"removed": len(rows), "exported_removed": len(exported), "bytes": freed}
     results, bad = [], 0
     for r in rows:
         status, worst = _verify(r, int(cfg.rows), float(cfg.tolerance), int(cfg.seed))

@@ -359,7 +359,6 @@ def _teacher_cache(
     data: Splits,
     settings: TrainerSettings,
     device: torch.device,
-    backend: str = "torch",
 ) -> tuple[CachedTeacher | None, Callable[[int], torch.Tensor] | None, dict[str, Any]]:
     """Reads (or first builds) the teacher's outputs from the cache when they can be cached.
 
@@ -394,10 +393,11 @@ def _teacher_cache(
         views=views,
         seed=int(cfg.cache.seed),
         taps=tap_names,
-        precision=settings.teacher_autocast() + ("" if backend == "torch" else f"/{backend}"),
+        precision=settings.teacher_autocast(),
     )
     root = Path(str(cfg.cache.dir))
     entry = open_entry(entry_dir(root, key))
+    backend = None  # what ran the teacher to build the entry
     if entry is None:
         with torch.no_grad():
             feat_numel = sum(int(np.prod(f.shape[1:])) for f in _tap_once(teacher, tap_names, example))
@@ -407,10 +407,12 @@ def _teacher_cache(
             log.warning("teacher cache not used: %s", why_not)
             return None, None, {"used": False, "reason": why_not}
         t0 = time.perf_counter()
+        # the backend gives the same logits within float noise (it is checked), far below float16's
+        fast, backend = _teacher_backend(cfg, teachers, teacher_path, data, settings, device)
         entry = build_entry(
             root,
             key,
-            teacher,
+            fast.models[0],
             tap_names,
             data.train_x,
             device=device,
@@ -420,10 +422,11 @@ def _teacher_cache(
             meta={"teacher_path": str(teacher_path), "dataset": data.name},
         )
         log.info(
-            "teacher cache built: %d view(s) of %d images in %.1f s, %s",
+            "teacher cache built: %d view(s) of %d images in %.1f s (%s), %s",
             views,
             len(data.train_y),
             time.perf_counter() - t0,
+            backend,
             entry.path,
         )
         status = "built"
@@ -438,6 +441,7 @@ def _teacher_cache(
         {
             "used": True,
             "status": status,
+            "built_with": backend,
             "views": views,
             "path": str(entry.path),
         },
@@ -580,17 +584,20 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         save_resolved_config(cfg, run_dir)
         write_json(run_dir / "env.json", env_info(device))
     cache_info, view_fn = {"used": False, "reason": "no teacher"}, None
-    backend = "torch"
+    backend, teacher_params = None, sum(p.numel() for p in teacher.parameters()) if teacher is not None else 0
     if teachers is not None and not online:
-        teachers, backend = _teacher_backend(cfg, teachers, teacher_path, data, settings, device)
         # under torchrun rank 0 builds the cache while the others wait, then they all read it
         if not dist.is_main():
             dist.barrier()
-        cached, view_fn, cache_info = _teacher_cache(cfg, teachers, teacher_path, data, settings, device, backend)
+        cached, view_fn, cache_info = _teacher_cache(cfg, teachers, teacher_path, data, settings, device)
         if dist.is_main():
             dist.barrier()
         if cached is not None:
             teachers = Teachers([cached])
+        else:  # the teacher runs at every step
+            teachers, backend = _teacher_backend(cfg, teachers, teacher_path, data, settings, device)
+            if backend == "onnxruntime":  # the PyTorch copy goes: its weights live in onnxruntime now
+                teacher = teachers.models[0]
     loggers = open_loggers(cfg, run_dir, "train")
     try:
         student, spec, result, best = train_model(
@@ -616,7 +623,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         _finish_peers(teachers, data, settings, device, int(cfg.seed))
     s_desc = describe(student, best, data, settings, device)
     can_describe = teacher is not None and not getattr(teacher, "takes_index", False)
-    t_desc = describe(teacher, teacher_path, data, settings, device) if can_describe else None
+    t_desc = describe(teacher, teacher_path, data, settings, device, params=teacher_params) if can_describe else None
     student_alone = _student_alone(cfg, settings.epochs) if teacher is not None else None
     warnings = []
     if t_desc and student_alone and t_desc["test_acc"] <= student_alone["test_acc_mean"]:
@@ -647,7 +654,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "beta": loss_fn.beta if method_name else None,
         "train_images_per_s": round(result.train_images_per_s, 1),
         "teacher_cache": cache_info,
-        "teacher_backend": backend if teacher is not None and not online else None,
+        "teacher_backend": backend,  # what ran the teacher at every step (None: the cache, or no teacher)
         "train_seconds": round(result.train_seconds, 2),
         "bn_recalibrated_images": result.bn_recalibrated_images,
         "seed": int(cfg.seed),

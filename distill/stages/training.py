@@ -31,14 +31,16 @@ def describe(
     settings: TrainerSettings,
     device: torch.device,
     logits: torch.Tensor | None = None,
+    params: int | None = None,
 ) -> dict[str, Any]:
-    """Test accuracy, parameters, size on disk, latency per image and inference throughput."""
+    """Test accuracy, parameters, size on disk, latency per image and inference throughput.
+    ``params``: the parameter count, for a model that does not hold its own (an onnxruntime teacher)."""
     if logits is None:
         logits = predict(model, data.test_x, settings.eval_batch_size, device, channels_last=settings.channels_last)
     example = data.test_x[:1].to(device).float().div(255)
     return {
         "test_acc": round(topk_accuracy(logits, data.test_y), 6),
-        "params": count_params(model),
+        "params": count_params(model) if params is None else params,
         "size_bytes": weights_path.stat().st_size if weights_path else None,
         **speed(model.eval(), example),
     }

@@ -27,6 +27,11 @@ def _train_teacher(root: Path) -> Path:
     return root / "teacher"
 
 
+def _entries(root: Path) -> list[Path]:
+    """The cache's entries (its onnx/ folder holds teachers exported for onnxruntime)."""
+    return [p for p in (root / "outputs" / "cache").iterdir() if (p / "meta.json").is_file()]
+
+
 def _summaries(root: Path) -> list[dict]:
     files = sorted((root / "outputs" / "train").glob("*/*/summary.json"))
     return [json.loads(p.read_text()) for p in files]
@@ -47,7 +52,7 @@ def test_second_run_reads_the_cache_and_gets_the_same_numbers(tmp_path):
     assert result.returncode == 0, result.stderr
     assert " ok " in result.stdout
     # A corrupted entry is caught by verify: one line, exit 2.
-    (entry,) = (tmp_path / "outputs" / "cache").iterdir()
+    (entry,) = _entries(tmp_path)
     logits = np.load(entry / "logits.npy", mmap_mode="r+")
     logits[0, :] += 1.0
     logits.flush()
@@ -58,7 +63,8 @@ def test_second_run_reads_the_cache_and_gets_the_same_numbers(tmp_path):
     result = run_cli("cache", "ls", cwd=tmp_path)
     assert entry.name in result.stdout
     result = run_cli("cache", "clear", cwd=tmp_path)
-    assert result.returncode == 0 and not any((tmp_path / "outputs" / "cache").iterdir())
+    assert result.returncode == 0 and not _entries(tmp_path)
+    assert not list((tmp_path / "outputs" / "cache").glob("onnx/*.onnx")), "exported teachers are freed too"
 
 
 def test_a_changed_teacher_never_reads_the_old_entry(tmp_path):
@@ -72,4 +78,4 @@ def test_a_changed_teacher_never_reads_the_old_entry(tmp_path):
     result = run_cli("train", f"teacher.checkpoint={teacher}", *RUN, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     assert [s["teacher_cache"]["status"] for s in _summaries(tmp_path)] == ["built", "built"]
-    assert len(list((tmp_path / "outputs" / "cache").iterdir())) == 2
+    assert len(_entries(tmp_path)) == 2
