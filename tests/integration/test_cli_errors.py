@@ -1,11 +1,14 @@
-"""Bad input: one line on stderr, exit code 2, no traceback, nothing written."""
+"""Bad input: one line on stderr, exit code 2, no traceback, nothing written.
+
+The cases run through ``distill.cli.main`` in this process (the command's own code, minus an
+interpreter start-up each); a few go through ``python -m distill`` too, as a user types them."""
 
 from pathlib import Path
 
 import pytest
 from safetensors.torch import save_file
 
-from tests.conftest import run_cli
+from tests.conftest import run_cli, run_cli_here
 
 
 def _check_one_line_error(result, *needles: str) -> None:
@@ -61,7 +64,7 @@ CASES = [
 
 @pytest.mark.parametrize("args,needles", CASES, ids=[" ".join(a) for a, _ in CASES])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args, needles):
-    result = run_cli(*args, cwd=tmp_path, timeout=120)
+    result = run_cli_here(*args, cwd=tmp_path)
     _check_one_line_error(result, *needles)
     assert not (tmp_path / "outputs").exists()
     assert not Path("/nonexistent").exists()
@@ -77,9 +80,27 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args, needles
     ],
 )
 def test_bad_weight_files_are_refused_without_unpickling(tmp_path, bad_files, kind, needle):
-    result = run_cli("eval", f"run={bad_files[kind]}", cwd=tmp_path, timeout=120)
+    result = run_cli_here("eval", f"run={bad_files[kind]}", cwd=tmp_path)
     _check_one_line_error(result, needle)
     if kind != "foreign":  # a plain safetensors state dict is a valid teacher checkpoint
-        result = run_cli("train", f"teacher.checkpoint={bad_files[kind]}", cwd=tmp_path, timeout=120)
+        result = run_cli_here("train", f"teacher.checkpoint={bad_files[kind]}", cwd=tmp_path)
         _check_one_line_error(result, "teacher.checkpoint", needle)
         assert not (tmp_path / "outputs").exists()
+
+
+@pytest.mark.parametrize(
+    "args,needles",
+    [
+        (["trian"], ["unknown stage 'trian'"]),
+        (["train", "distill.temprature=2"], ["unknown config key 'distill.temprature'", "distill.temperature"]),
+        (["train", "-m", "distill.temperature=1,-2"], ["distill.temperature must be > 0"]),
+        (["train", "teacher.checkpoint=PICKLE"], ["teacher.checkpoint", "is a pickle"]),
+    ],
+    ids=["stage", "key", "sweep", "pickle"],
+)
+def test_the_command_itself_reports_in_one_line(tmp_path, bad_files, args, needles):
+    """The same through a new ``python -m distill`` process, as a user types it."""
+    args = [a.replace("PICKLE", str(bad_files["pickle"])) for a in args]
+    result = run_cli(*args, cwd=tmp_path, timeout=120)
+    _check_one_line_error(result, *needles)
+    assert not (tmp_path / "outputs").exists()
