@@ -67,6 +67,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     ap.add_argument("--out", type=Path, default=Path("outputs/methods"))
+    ap.add_argument("--threads", type=int, default=None, help="trainer.threads (default: torch's)")
     args = ap.parse_args()
     out = (args.out / args.dataset).resolve()
     (out / "logs").mkdir(parents=True, exist_ok=True)
@@ -76,6 +77,7 @@ def main() -> None:
         f"trainer.epochs={args.epochs}",
         "trainer.progress=off",
         f"paths.root={out}",
+        *([f"trainer.threads={args.threads}"] if args.threads else []),
     ]
     teachers = {}
     for name, seed in (("teacher", 0), ("teacher2", 1)):
@@ -88,6 +90,7 @@ def main() -> None:
                 f"seed={seed}",
                 f"trainer.epochs={args.teacher_epochs}",
                 "trainer.progress=off",
+                *([f"trainer.threads={args.threads}"] if args.threads else []),
                 f"hydra.run.dir={run}",
                 log=out / "logs" / f"{name}.log",
             )

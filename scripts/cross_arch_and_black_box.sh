@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # A CNN teacher into a ViT student, and a teacher known only as an ONNX file, on mnist5k (3 seeds).
 #   bash scripts/cross_arch_and_black_box.sh [TEACHER_RUN]
-# TEACHER_RUN: a finished resnet18 teacher run on mnist5k (default: trains one). EPOCHS (10) and
-# OUT (outputs/cross) come from the environment. Each sweep ends with its table; the runs' test
+# TEACHER_RUN: a finished resnet18 teacher run on mnist5k (default: trains one). EPOCHS (10),
+# OUT (outputs/cross) and THREADS (torch's default) come from the environment. Each sweep ends with its table; the runs' test
 # accuracies are compared by `distill report` at the end.
 set -euo pipefail
 out=${OUT:-outputs/cross}
@@ -13,6 +13,7 @@ if [ -z "$teacher" ]; then
   [ -f "$teacher/summary.json" ] || distill teacher teacher=resnet18 dataset=mnist5k trainer.progress=off hydra.run.dir="$teacher"
 fi
 common=(dataset=mnist5k "trainer.epochs=$epochs" trainer.progress=off seed=0,1,2 "paths.root=$out")
+[ -n "${THREADS:-}" ] && common+=("trainer.threads=$THREADS")
 # A small ViT for 2 CPU cores: 7x7 patches (16 tokens), 4 blocks of width 96 (0.3M parameters).
 vit=(student=vit_tiny student.kwargs.patch_size=7 student.kwargs.num_layers=4 student.kwargs.hidden_dim=96
      student.kwargs.mlp_dim=192 optim=adamw optim.lr=0.001)

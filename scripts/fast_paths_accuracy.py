@@ -19,10 +19,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+import torch
+
+from distill.engine.fit import fast_bf16
+
 # name -> (what it changes, overrides)
 PATHS: dict[str, tuple[str, list[str]]] = {
     "defaults": ("every default fast path on", []),
-    "no_cache": ("teacher run live every step", ["cache.enabled=false"]),
+    "no_cache": ("teacher run live every step (in onnxruntime on a CPU)", ["cache.enabled=false"]),
+    "no_cache_torch": (
+        "teacher run live every step in PyTorch",
+        ["cache.enabled=false", "trainer.teacher_backend=torch"],
+    ),
     "no_channels_last": ("default memory format", ["trainer.channels_last=false"]),
     "fp32_teacher": ("teacher outputs in float32 (no bf16)", ["trainer.teacher_precision=32"]),
     "workers_2": ("batches prepared by 2 worker processes", ["trainer.num_workers=2"]),
@@ -40,6 +48,7 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--paths", nargs="+", default=list(PATHS), choices=list(PATHS))
     ap.add_argument("--out", type=Path, default=Path("outputs/fast_paths"))
+    ap.add_argument("--threads", type=int, default=None, help="trainer.threads (default: torch's)")
     args = ap.parse_args()
     out = args.out.resolve()
     (out / "logs").mkdir(parents=True, exist_ok=True)
@@ -52,9 +61,13 @@ def main() -> None:
         "trainer.progress=off",
         f"seed={args.seeds}",
         f"paths.root={out}",
+        *([f"trainer.threads={args.threads}"] if args.threads else []),
     ]
     results: dict[str, list[dict]] = {}
     for name in ["defaults"] + [p for p in args.paths if p != "defaults"]:
+        if name == "fp32_teacher" and not fast_bf16(torch.device("cpu")):
+            print("fp32_teacher: skipped, the teacher already runs in float32 on this CPU (no native bf16)")
+            continue
         folder = out / name
         if not list(folder.glob("*/summary.json")):
             with open(out / "logs" / f"{name}.log", "w") as log:

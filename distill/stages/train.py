@@ -345,6 +345,7 @@ def load_frozen(
             f"{list(data.image_size)}"
         )
     model = build_loaded(spec, tensors, path)
+    del tensors  # the model holds them now; the channels-last copy below must not sit beside them
     model.to(device).eval().requires_grad_(False)
     if settings.channels_last:
         model.to(memory_format=torch.channels_last)
