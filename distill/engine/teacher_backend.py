@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from distill.engine.checkpoint import atomic_write
 from distill.export.onnx import export_onnx
 from distill.models.onnx_teacher import OnnxTeacher
 
@@ -36,6 +37,13 @@ def onnxruntime_teacher(
         threads: onnxruntime's intra-op threads (None: onnxruntime's choice).
     """
     path = Path(root) / "onnx" / f"{digest[:24]}.onnx"
+    refused = path.with_suffix(".refused")  # why an earlier run kept this teacher in PyTorch
+    if refused.is_file():
+        log.info(
+            "teacher stays in PyTorch: %s (found by an earlier run; `distill cache clear` forgets it)",
+            refused.read_text().strip(),
+        )
+        return None
     model = teacher.eval()
     example = images.cpu().float().contiguous()
     try:
@@ -47,7 +55,9 @@ def onnxruntime_teacher(
             log.info("teacher exported for onnxruntime: %s", path)
         session = OnnxTeacher(path, threads=threads)
     except Exception as e:  # noqa: BLE001 - an exporter failure only means the PyTorch teacher is used
-        log.info("teacher stays in PyTorch: onnx export failed (%s)", (str(e).strip().splitlines() or [""])[0][:200])
+        why = f"onnx export failed ({(str(e).strip().splitlines() or [''])[0][:200]})"
+        log.info("teacher stays in PyTorch: %s", why)
+        atomic_write(refused, why)
         return None
     worst, scale = 0.0, 1.0
     with torch.no_grad():
@@ -56,7 +66,9 @@ def onnxruntime_teacher(
             worst = max(worst, float((session(batch) - want).abs().max()))
             scale = max(scale, float(want.abs().max()))
     if worst > 1e-4 * scale:
-        log.warning("teacher stays in PyTorch: onnxruntime's logits differ by %.2e (logits up to %.1f)", worst, scale)
+        why = f"onnxruntime's logits differ from PyTorch's by {worst:.2e} (logits up to {scale:.1f})"
+        log.warning("teacher stays in PyTorch: %s", why)
+        atomic_write(refused, why)
         return None
     log.info("teacher runs in onnxruntime (logits within %.1e of PyTorch)", worst)
     return session

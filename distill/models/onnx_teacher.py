@@ -85,6 +85,9 @@ class OnnxTeacher(nn.Module):
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
+        # A teacher's call alternates with the student's step: onnxruntime's threads must not spin
+        # on the cores (their default, waiting for the next call) while PyTorch trains on them.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers = ["CPUExecutionProvider"]
         if "CUDAExecutionProvider" in ort.get_available_providers():
             providers.insert(0, "CUDAExecutionProvider")

@@ -48,7 +48,7 @@ def _selected(cfg: DictConfig) -> list[dict[str, Any]]:
 
 def _exported(cfg: DictConfig) -> list[Path]:
     """Teachers exported for onnxruntime (``trainer.teacher_backend``), kept beside the entries."""
-    return sorted((Path(str(cfg.dir)) / "onnx").glob("*.onnx"))
+    return sorted(p for p in (Path(str(cfg.dir)) / "onnx").glob("*") if p.is_file())
 
 
 def _load_teacher(path: Path) -> torch.nn.Module:
