@@ -1,7 +1,8 @@
 """A frozen PyTorch teacher run in onnxruntime: the same logits, faster on CPUs.
 
 Measured on this project's 2-core AVX2 CPU (float32, batch 64, 32 px, 2 threads; channels-last
-PyTorch against onnxruntime's CPU provider): resnet50 346 -> 587 images/s, resnet152 136 -> 211.
+PyTorch against onnxruntime's CPU provider, ``scripts/teacher_backend_speed.py``): resnet50
+353 -> 528 images/s, resnet152 130 -> 185.
 onnxruntime folds BatchNorm into the convolutions and fuses the activations, which eager
 PyTorch does not. The teacher is exported once per weights file (the file name is its digest)
 under the cache folder, and used only after onnxruntime's logits are checked against
