@@ -11,60 +11,20 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
-import tempfile
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as st_save
 from torch import nn
 
+from distill.engine.files import atomic_write
 from distill.errors import UserError
 
 FORMAT = "distill-weights"
 FORMAT_VERSION = "1"
-
-
-def publish(tmp: str | Path, path: str | Path) -> Path:
-    """Moves a finished temporary file (or folder of files) into place: its contents fsynced,
-    then renamed, then the folder's entry fsynced, so a crash leaves the old file or the new one."""
-    tmp, path = Path(tmp), Path(path)
-    for f in [tmp] if tmp.is_file() else [p for p in tmp.rglob("*") if p.is_file()]:
-        with open(f, "rb+") as fh:
-            os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    try:
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:  # some filesystems cannot fsync a directory
-        pass
-    return path
-
-
-def atomic_write(path: str | Path, data: bytes | str | Callable[[BinaryIO], None]) -> Path:
-    """Writes a whole file or nothing: temporary file, flush, fsync, rename. ``data`` may be a
-    function that writes into the open file (so a large file needs no copy in memory first)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            if callable(data):
-                data(f)
-            else:
-                f.write(data.encode() if isinstance(data, str) else data)
-        publish(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 @dataclass
@@ -187,9 +147,61 @@ def spec_of(meta: dict[str, str], path: Path) -> ModelSpec | None:
             f"this distill reads version {FORMAT_VERSION}"
         )
     try:
-        return ModelSpec(**json.loads(meta["model"]))
-    except (KeyError, TypeError, json.JSONDecodeError):
+        described = json.loads(meta["model"])
+        spec = ModelSpec(**described)
+    except (KeyError, TypeError, json.JSONDecodeError, RecursionError):
         raise UserError(f"{path} has a damaged model description; re-export it from its run") from None
+    problem = _spec_problem(spec)
+    if problem:
+        raise UserError(f"{path}: model.{problem}")
+    return spec
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_plain(v: Any) -> bool:
+    if isinstance(v, (list, tuple)):
+        return all(_is_plain(x) for x in v)
+    return isinstance(v, (str, int, float, bool, type(None)))
+
+
+def _spec_problem(spec: ModelSpec) -> str | None:
+    """What is wrong with a model description read from a file (None when it is sound).
+
+    The description is data: its name must be a registered model or ``timm/<name>`` (looked up in
+    fixed tables, never imported), its arguments plain values, its sizes whole numbers."""
+    from distill.models.registry import TIMM_PREFIX, available_models
+
+    if not isinstance(spec.name, str) or not (spec.name in available_models() or spec.name.startswith(TIMM_PREFIX)):
+        return f"name={spec.name!r} is not a model distill knows (a torchvision or distill model, or timm/<name>)"
+    sizes = {"num_classes": spec.num_classes, "in_channels": spec.in_channels}
+    for key, value in sizes.items():
+        if not _is_int(value) or value < 1:
+            return f"{key}={value!r} must be a whole number >= 1"
+    if not (
+        isinstance(spec.image_size, list)
+        and len(spec.image_size) == 2
+        and all(_is_int(v) and v > 0 for v in spec.image_size)
+    ):
+        return f"image_size={spec.image_size!r} must be two whole numbers"
+    for key in ("mean", "std"):
+        value = getattr(spec, key)
+        ok = (
+            isinstance(value, list)
+            and value
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+        )
+        if not ok:
+            return f"{key}={value!r} must be a list of numbers"
+    if not (isinstance(spec.classes, list) and all(isinstance(c, str) for c in spec.classes)):
+        return "classes must be a list of names"
+    if not isinstance(spec.kwargs, dict) or not all(
+        isinstance(k, str) and _is_plain(v) for k, v in spec.kwargs.items()
+    ):
+        return f"kwargs={spec.kwargs!r} must map argument names to plain values (numbers, strings, lists of them)"
+    return None
 
 
 def load_state_into(model: nn.Module, tensors: dict[str, torch.Tensor], path: Path, assign: bool = False) -> None:
@@ -253,6 +265,12 @@ def weights_path(run: str | Path) -> Path:
     return path
 
 
+def run_folder(weights: Path) -> Path:
+    """The folder results about ``weights`` go to: its run folder for ``RUN/checkpoints/*.safetensors``,
+    else the folder the file is in."""
+    return weights.parent.parent if weights.parent.name == "checkpoints" else weights.parent
+
+
 def build_from_spec(spec: ModelSpec, weights: str | None = None) -> nn.Module:
     """A fresh model of the architecture ``spec`` describes (random or torchvision weights)."""
     from distill.models.registry import build_model
@@ -281,6 +299,8 @@ def build_loaded(spec: ModelSpec, tensors: dict[str, torch.Tensor], path: Path) 
             model = build_from_spec(spec)
     except (RuntimeError, NotImplementedError):  # a constructor that reads tensor values (.item(), .tolist())
         model = None
+    except UserError as e:  # e.g. arguments the constructor does not take
+        raise UserError(f"{path}: {e}") from None
     if model is not None:
         load_state_into(model, tensors, path, assign=True)
     if model is None or any(t.is_meta for t in (*model.parameters(), *model.buffers())):
@@ -299,10 +319,23 @@ def _required_spec(meta: dict[str, str], path: Path) -> ModelSpec:
     return spec
 
 
+def check_buildable(spec: ModelSpec, path: Path) -> None:
+    """Raises a UserError naming ``path`` when the model it describes cannot be built (checked on the
+    meta device: no memory, no initialisation)."""
+    try:
+        with torch.device("meta"):
+            build_from_spec(spec)
+    except UserError as e:
+        raise UserError(f"{path}: {e}") from None
+    except (RuntimeError, NotImplementedError):  # needs real tensors to build: checked when it is built
+        pass
+
+
 def check_weights(run: str | Path) -> Path:
-    """Raises UserError unless ``run`` is a distill weights file (or a run folder holding one)."""
+    """Raises UserError unless ``run`` is a distill weights file (or a run folder holding one) whose
+    model can be built."""
     path = weights_path(run)
-    _required_spec(read_weights(path)[1], path)
+    check_buildable(_required_spec(read_weights(path)[1], path), path)
     return path
 
 

@@ -17,7 +17,8 @@ from torch import nn
 from distill.data.base import Splits
 from distill.engine import dist
 from distill.engine.batches import BatchLoader
-from distill.engine.checkpoint import ModelSpec, atomic_write, save_state, save_weights
+from distill.engine.checkpoint import ModelSpec, save_state, save_weights
+from distill.engine.files import atomic_write
 from distill.engine.loop import EpochStats, Running, Teachers, predict, recalibrate_bn, train_one_epoch
 from distill.engine.metrics import topk_accuracy
 from distill.engine.progress import EpochProgress
@@ -61,11 +62,18 @@ class TrainerSettings:
     mix_alpha: float = 1.0
     save_every_steps: int = 0
 
+    def __post_init__(self) -> None:
+        # `trainer.precision=32` on the command line arrives as a number
+        self.precision, self.teacher_precision = str(self.precision), str(self.teacher_precision)
+
     def teacher_autocast(self) -> str:
         """The teacher's inference precision: ``auto`` is bf16 where the hardware computes it natively
-        (CPUs with AVX512-BF16 or AMX, CUDA GPUs with bf16), else the student's precision."""
+        (CPUs with AVX512-BF16 or AMX, CUDA GPUs with bf16), else the student's precision. An explicit
+        ``teacher_backend=onnxruntime`` wins over the automatic choice: onnxruntime runs float32."""
         if self.teacher_precision != "auto":
             return self.teacher_precision
+        if self.teacher_backend == "onnxruntime":
+            return "32"
         return "bf16-mixed" if fast_bf16(self.torch_device()) else self.precision
 
     def torch_device(self) -> torch.device:

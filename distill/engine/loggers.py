@@ -162,7 +162,11 @@ def log_artifact_to(summary_file: Path, artifact: Path) -> bool:
         info = json.loads(summary_file.read_text()).get("loggers", {}).get("mlflow")
     except (OSError, json.JSONDecodeError):
         return False
-    if not info or importlib.util.find_spec("mlflow") is None:
+    if not isinstance(info, dict) or importlib.util.find_spec("mlflow") is None:
+        return False
+    # the URI comes from a file: the exported model goes only to a local store, never to a server it names
+    uri = str(info.get("tracking_uri", ""))
+    if uri.partition(":")[0] not in ("file", "sqlite") or not isinstance(info.get("run_id"), str):
         return False
     import mlflow
 

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 import torchvision
 
-from distill.engine.checkpoint import atomic_write
+from distill.engine.files import atomic_write
 
 
 def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:

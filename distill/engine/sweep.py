@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from distill.engine.checkpoint import atomic_write
+from distill.engine.files import atomic_write
 from distill.engine.runs import read_json
 
 

@@ -11,13 +11,16 @@ PyTorch's on training images.
 
 from __future__ import annotations
 
+import json
 import logging
+import platform
+import time
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from distill.engine.checkpoint import atomic_write
+from distill.engine.files import atomic_write
 from distill.export.onnx import export_onnx
 from distill.models.onnx_teacher import OnnxTeacher
 
@@ -73,3 +76,72 @@ def onnxruntime_teacher(
         return None
     log.info("teacher runs in onnxruntime (logits within %.1e of PyTorch)", worst)
     return session
+
+
+def _cpu_signature(threads: int | None) -> str:
+    """What a speed measurement holds for: this CPU's model and vector unit, threads, torch and onnxruntime."""
+    import hashlib
+
+    import onnxruntime
+
+    model = next(
+        (ln.split(":", 1)[1].strip() for ln in _cpuinfo().splitlines() if ln.startswith("model name")),
+        platform.processor(),
+    )
+    parts = [model, torch.backends.cpu.get_cpu_capability(), str(threads or torch.get_num_threads())]
+    parts += [torch.__version__, onnxruntime.__version__]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:12]
+
+
+def _cpuinfo() -> str:
+    try:
+        return Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
+
+
+def _images_per_s(run, batch: torch.Tensor, repeats: int = 3) -> float:
+    """Median throughput of ``run(batch)`` over a few calls, after one warm-up call."""
+    with torch.no_grad():
+        run(batch)
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            run(batch)
+            times.append(time.perf_counter() - t0)
+    return len(batch) / sorted(times)[len(times) // 2]
+
+
+def faster_teacher_runtime(
+    teacher: nn.Module, digest: str, root: Path, images: torch.Tensor, threads: int | None, channels_last: bool
+) -> tuple[str, dict]:
+    """Which runs this teacher faster on this CPU: onnxruntime in float32 or PyTorch in bf16 (a CPU
+    with native bf16 makes the second a contender). Measured once per teacher, CPU, thread count and
+    library versions, and remembered beside the exported teacher.
+
+    Returns:
+        ``"onnxruntime"`` or ``"bf16"``, and the measurement (images/s of each, where it was kept).
+    """
+    record = Path(root) / "onnx" / f"{digest[:24]}.{_cpu_signature(threads)}.speed.json"
+    try:
+        found = json.loads(record.read_text())
+        if found.get("choice") in ("onnxruntime", "bf16"):
+            return found["choice"], {**found, "record": str(record), "measured_now": False}
+    except (OSError, ValueError, AttributeError):
+        pass
+    batch = images.cpu().float().contiguous()
+    session = onnxruntime_teacher(teacher, digest, root, batch, threads)
+    torch_batch = batch.contiguous(memory_format=torch.channels_last) if channels_last else batch
+
+    def bf16(x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return teacher(x)
+
+    speeds = {"bf16_images_per_s": round(_images_per_s(bf16, torch_batch), 1)}
+    if session is not None:
+        speeds["onnxruntime_images_per_s"] = round(_images_per_s(session, batch), 1)
+    ort = speeds.get("onnxruntime_images_per_s", 0.0)
+    choice = "onnxruntime" if ort > speeds["bf16_images_per_s"] else "bf16"
+    found = {"choice": choice, **speeds, "batch": len(batch), "threads": threads, "cpu": _cpu_signature(threads)}
+    atomic_write(record, json.dumps(found, indent=2))
+    return choice, {**found, "record": str(record), "measured_now": True}

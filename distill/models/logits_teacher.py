@@ -18,7 +18,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from distill.engine.checkpoint import publish
+from distill.engine.files import publish
 from distill.errors import UserError
 
 _KEY = "logits"

@@ -167,10 +167,13 @@ def build_model(
         if weights is not None:
             raise UserError(f"model {name!r} has no pretrained weights; drop weights= or use checkpoint=")
         fn, size = ZOO[name]
+        native = {"image_size": tuple(image_size)} if size is None else {}
+        try:
+            net = fn(num_classes=num_classes, in_channels=in_channels, **native, **kwargs)
+        except (TypeError, ValueError) as e:  # an argument the constructor does not take, or a bad value
+            raise UserError(f"bad model arguments for {name}: {e}") from None
         if size is None:
-            net = fn(num_classes=num_classes, in_channels=in_channels, image_size=tuple(image_size), **kwargs)
             return Classifier(net, mean, std, in_channels, None)
-        net = fn(num_classes=num_classes, in_channels=in_channels, **kwargs)
         return Classifier(net, mean, std, in_channels, (size, size) if tuple(image_size) != (size, size) else None)
     if name not in torchvision_models():
         raise UserError(
@@ -179,8 +182,8 @@ def build_model(
         )
     try:
         net, size = _torchvision_net(name, num_classes, weights, side, kwargs)
-    except TypeError as e:
-        raise UserError(f"bad model arguments for {name}: {e}") from e
+    except (TypeError, ValueError) as e:
+        raise UserError(f"bad model arguments for {name}: {e}") from None
     return Classifier(net, mean, std, 3, size)
 
 

@@ -145,7 +145,12 @@ def timm_net(
     """
     timm = _timm()
     try:
-        net = timm.create_model(name, pretrained=False, num_classes=num_classes, in_chans=in_channels, **(kwargs or {}))
+        # pretrained and checkpoint_path are ours to set: kwargs (possibly read from a weights file)
+        # naming either is refused by Python's "multiple values" TypeError below, so no kwarg makes
+        # timm download anything or torch.load a file of its choosing
+        net = timm.create_model(
+            name, pretrained=False, checkpoint_path="", num_classes=num_classes, in_chans=in_channels, **(kwargs or {})
+        )
     except RuntimeError as e:
         if "Unknown model" not in str(e):
             raise UserError(f"cannot build timm model {name} ({e})") from e

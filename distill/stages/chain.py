@@ -18,6 +18,7 @@ from distill.engine.checkpoint import read_weights, spec_of, weights_path
 from distill.engine.runs import write_json
 from distill.engine.tables import print_table
 from distill.errors import UserError
+from distill.stages import auto_teacher
 from distill.stages import train as train_stage
 from distill.stages.common import (
     compose_stage,
@@ -83,7 +84,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         summary = _read_summary(weights.parent.parent) if summary_file.is_file() else {}
         steps.append({"step": 0, "model": models[0], "run": str(prev), **_figures(summary)})
     else:
-        prev = train_stage.train_teacher(first, chain_dir / f"0_{models[0]}")
+        prev = auto_teacher.train(first, chain_dir / f"0_{models[0]}")
         summary = _read_summary(prev)
         steps.append({"step": 0, "model": models[0], "run": str(prev), **_figures(summary)})
     for k, name in enumerate(models[1:], start=1):

@@ -19,6 +19,7 @@ from distill import config_dir
 from distill.data.augment import AUGMENTS, MIXES
 from distill.data.base import Splits
 from distill.engine.checkpoint import ModelSpec
+from distill.engine.files import atomic_write
 from distill.engine.fit import TrainerSettings
 from distill.engine.teacher_backend import BACKENDS
 from distill.errors import Diverged, UserError, closest
@@ -151,6 +152,12 @@ def check_training(cfg: DictConfig, errors: list[str], model_keys: tuple[str, ..
         _choice(cfg, "trainer.teacher_precision", ("auto", *PRECISIONS), errors)
     if cfg.trainer.get("teacher_backend") is not None:
         _choice(cfg, "trainer.teacher_backend", BACKENDS, errors)
+        precision = cfg.trainer.get("teacher_precision")
+        if cfg.trainer.teacher_backend == "onnxruntime" and str(precision) not in ("None", "auto", "32"):
+            errors.append(
+                f"trainer.teacher_backend=onnxruntime runs the teacher in float32, but trainer.teacher_precision="
+                f"{precision}; drop one of them (teacher_backend=torch keeps {precision})"
+            )
     _choice(cfg, "trainer.progress", ("auto", "on", "off"), errors)
     if cfg.trainer.device == "cuda" and not torch.cuda.is_available():
         errors.append("trainer.device=cuda but no CUDA device is available; use trainer.device=auto or cpu")
@@ -178,7 +185,7 @@ def check_training(cfg: DictConfig, errors: list[str], model_keys: tuple[str, ..
     for key in model_keys:
         name = OmegaConf.select(cfg, f"{key}.name")
         if OmegaConf.select(cfg, f"{key}.source") == "timm":
-            check_path(OmegaConf.select(cfg, f"{key}.weights"), f"{key}.weights", errors)
+            check_path(OmegaConf.select(cfg, f"{key}.weights"), f"{key}.weights", errors, folder_ok=False)
             continue  # timm names are checked when the model is built
         if name not in models:
             errors.append(
@@ -221,9 +228,14 @@ def check_distill(cfg: DictConfig, errors: list[str]) -> None:
             )
 
 
-def check_path(value: Any, key: str, errors: list[str]) -> None:
-    if value is not None and not Path(str(value)).exists():
+def check_path(value: Any, key: str, errors: list[str], folder_ok: bool = True) -> None:
+    """``key`` must name an existing path (a file, when ``folder_ok`` is False)."""
+    if value is None:
+        return
+    if not Path(str(value)).exists():
         errors.append(f"{key}={value} does not exist")
+    elif not folder_ok and Path(str(value)).is_dir():
+        errors.append(f"{key}={value} is a folder; give the file itself")
 
 
 def raise_if(errors: list[str]) -> None:
@@ -246,8 +258,20 @@ def setup(cfg: DictConfig) -> tuple[TrainerSettings, torch.device]:
 
 
 def load_data(cfg: DictConfig) -> Splits:
-    """Instantiates the dataset node (``_target_`` is a loader in ``distill.data``)."""
-    return instantiate(cfg.dataset, _convert_="all")
+    """Instantiates the dataset node of the user's own config (``_target_`` is a loader in
+    ``distill.data``, or one of theirs through ``--config-dir``); a UserError the loader raises stays
+    one line instead of Hydra's "Error in call to target ..." wrapping."""
+    from hydra.errors import InstantiationException
+
+    try:
+        return instantiate(cfg.dataset, _convert_="all")
+    except InstantiationException as e:
+        cause = e.__cause__
+        while cause is not None and not isinstance(cause, UserError) and cause.__cause__ is not None:
+            cause = cause.__cause__
+        if isinstance(cause, UserError):
+            raise cause from None
+        raise
 
 
 def plain_value(value: Any) -> Any:
@@ -296,8 +320,6 @@ def plain_config(cfg: DictConfig) -> dict:
 
 
 def save_resolved_config(cfg: DictConfig, run_dir: Path) -> None:
-    from distill.engine.checkpoint import atomic_write
-
     atomic_write(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
 
 
@@ -384,6 +406,7 @@ def hydra_entry(stage: str, run_fn: Any, metric: str | None = None) -> Any:
                 raise RuntimeError(str(e)) from None  # Optuna records a failed trial (max_failure_rate)
             return float("nan") if metric else None
         except UserError as e:
+            _mark_failed(cfg, e)
             print(f"distill {stage}: error: {e}", file=sys.stderr)
             sys.exit(2)
         except Interrupted as e:
@@ -393,16 +416,33 @@ def hydra_entry(stage: str, run_fn: Any, metric: str | None = None) -> Any:
                 ran = (yaml.safe_load((e.run_dir / "config.yaml").read_text()) or {}).get("stage", stage)
             except (OSError, yaml.YAMLError):
                 ran = stage
-            how = (
-                f"Continue with: distill {ran} resume={e.run_dir}"
-                if (e.run_dir / ".hydra" / "overrides.yaml").is_file()
-                else "It was started inside another stage (a chain step) and is not resumable on its own."
-            )
+            if (e.run_dir / ".hydra" / "overrides.yaml").is_file():
+                how = f"Continue with: distill {ran} resume={e.run_dir}"
+            elif (stage, ran) == ("train", "teacher"):  # the teacher train trains for itself
+                how = "Run the same command again: it continues this teacher run, then trains the student."
+            else:
+                how = "It was started inside another stage (a chain step) and is not resumable on its own."
             print(f"distill {stage}: stopped by {e} after a finished step; the state is saved. {how}", file=sys.stderr)
             sys.exit(e.exit_code)
         return summary.get(metric) if metric and isinstance(summary, dict) else None
 
     return main
+
+
+def _mark_failed(cfg: DictConfig, error: Exception) -> None:
+    """A run that stops on an error after its folder was made keeps its log and says it failed
+    (``failed.json``), so nobody takes it for a finished run; never raises (the disk may be full)."""
+    import json
+    import time
+
+    folder = OmegaConf.select(cfg, "paths.output_dir", default=None)
+    if not folder or not Path(str(folder)).is_dir() or (Path(str(folder)) / "summary.json").exists():
+        return
+    try:
+        info = {"status": "failed", "error": str(error), "time": time.strftime("%Y-%m-%d %H:%M:%S")}
+        atomic_write(Path(str(folder)) / "failed.json", json.dumps(info, indent=2))
+    except (OSError, UserError):
+        pass
 
 
 def teacher_for_comparison(path: str | None) -> tuple[Any, str] | None:

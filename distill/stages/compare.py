@@ -25,7 +25,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from distill.compress.base import Context, Made
-from distill.engine.checkpoint import atomic_write, check_weights, load_model
+from distill.engine.checkpoint import check_weights, load_model
+from distill.engine.files import atomic_write
 from distill.engine.runs import read_json, write_json
 from distill.engine.tables import print_table
 from distill.errors import UserError
@@ -143,7 +144,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     work = run_dir / "candidates"
     work.mkdir(exist_ok=True)
     teacher, spec, config, weights = load_model(str(cfg.teacher.checkpoint))
-    _, _, data = load_split(config, "test")
+    _, _, data = load_split(config, "test", weights)
     example = data.test_x[:2].float().div(255)
     teacher_onnx = export_onnx(teacher, example, work / "teacher.onnx", int(cfg.opset))
     ctx = Context(teacher.to(device), data, device, work, teacher_onnx, int(cfg.seed), int(cfg.trainer.batch_size))

@@ -7,13 +7,14 @@ Writes ``eval.json`` into the run folder.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
-from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from distill.engine.checkpoint import check_weights, load_model
+from distill.data.stored import build_stored_dataset
+from distill.engine.checkpoint import check_weights, load_model, run_folder
 from distill.engine.loop import predict
 from distill.engine.metrics import expected_calibration_error, speed, topk_accuracy
 from distill.engine.runs import read_json, write_json
@@ -36,11 +37,12 @@ def validate(cfg: DictConfig) -> None:
     raise_if(errors)
 
 
-def load_split(config: dict, split: str) -> tuple[torch.Tensor, torch.Tensor, Any]:
-    """The images and labels of ``split`` of the dataset a run was trained on."""
+def load_split(config: dict, split: str, source: Path | str) -> tuple[torch.Tensor, torch.Tensor, Any]:
+    """The images and labels of ``split`` of the dataset a run was trained on, as the config stored
+    in its weights file ``source`` describes it (data only: see :mod:`distill.data.stored`)."""
     if "dataset" not in config:
-        raise UserError("the weights file carries no training config; cannot tell which data it was trained on")
-    data = instantiate(OmegaConf.create(config["dataset"]), _convert_="all")
+        raise UserError(f"{source} carries no training config; cannot tell which data it was trained on")
+    data = build_stored_dataset(config["dataset"], f"{source}: config.dataset")
     return getattr(data, f"{split}_x"), getattr(data, f"{split}_y"), data
 
 
@@ -52,8 +54,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         else ("cpu" if cfg.device == "auto" else cfg.device)
     )
     model, spec, config, path = load_model(cfg.run)
-    run_dir = path.parent.parent
-    x, y, data = load_split(config, cfg.split)
+    run_dir = run_folder(path)
+    x, y, data = load_split(config, cfg.split, path)
     model.to(device)
     logits = predict(model, x, cfg.batch_size, device)
     result: dict[str, Any] = {

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
-from distill.engine.checkpoint import check_weights, load_model
+from distill.engine.checkpoint import check_weights, load_model, run_folder
 from distill.engine.loggers import log_artifact_to
 from distill.engine.runs import read_json, write_json
 from distill.engine.tables import console, print_table
@@ -52,9 +52,9 @@ def validate(cfg: DictConfig) -> None:
 def run(cfg: DictConfig) -> dict[str, Any]:
     validate(cfg)
     model, spec, config, weights = load_model(cfg.run)
-    run_dir = weights.parent.parent
+    run_dir = run_folder(weights)
     out = Path(str(cfg.output)) if cfg.output else run_dir / "model.onnx"
-    x, _, _ = load_split(config, "test")
+    x, _, _ = load_split(config, "test", weights)
     images = x[: cfg.check_images].float().div(255)
     export_onnx(model, images[:2], out, cfg.opset)
     diff = check_onnx(model, out, images)
@@ -90,7 +90,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     console.print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB) and {meta_path}")
     result = {"stage": "export", "onnx": str(out), "model_json": str(meta_path), "max_abs_diff": diff}
     if cfg.get("quantize") == "int8":
-        result["int8"] = _int8(cfg, out, config, run_dir, spec.name)
+        result["int8"] = _int8(cfg, out, (config, weights), run_dir, spec.name)
         meta["int8"] = result["int8"]
         write_json(meta_path, meta)
     # the run logged to MLflow: its ONNX files join its artifacts
@@ -100,11 +100,12 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     return result
 
 
-def _int8(cfg: DictConfig, fp32: Path, config: dict, run_dir: Path, name: str) -> dict[str, Any]:
+def _int8(cfg: DictConfig, fp32: Path, stored: tuple[dict, Path], run_dir: Path, name: str) -> dict[str, Any]:
     """Quantizes ``fp32`` to int8 calibrated on training images; compares accuracy and latency with
     the float model and with the teacher the run was distilled from, all in onnxruntime."""
-    train_x, _, _ = load_split(config, "train")
-    test_x, test_y, _ = load_split(config, "test")
+    config, weights = stored
+    train_x, _, data = load_split(config, "train", weights)
+    test_x, test_y = data.test_x, data.test_y
     g = torch.Generator().manual_seed(0)
     calib = train_x[torch.randperm(len(train_x), generator=g)[: cfg.calibration_images]].float().div(255)
     q = fp32.with_name(fp32.stem + ".int8.onnx")

@@ -13,7 +13,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from distill.engine.checkpoint import atomic_write
+from distill.engine.files import atomic_write
 from distill.engine.sweep import collect, group, plot, run_rows, swept_keys, to_csv
 from distill.engine.tables import print_table
 from distill.errors import UserError

@@ -217,9 +217,12 @@ def test_a_timm_student_distils_from_a_torchvision_teacher(teacher_run, tmp_path
     assert spec.name == "timm/resnet10t" and model(torch.rand(2, 1, 8, 8)).shape == (2, 10)
 
 
-def test_a_teacher_in_onnxruntime_gives_pytorchs_numbers(teacher_run, tmp_path):
+@pytest.mark.parametrize("precision", ["auto", "32"])
+def test_a_teacher_in_onnxruntime_gives_pytorchs_numbers(teacher_run, tmp_path, precision):
     """trainer.teacher_backend: the teacher exported once and run in onnxruntime trains the student
-    as the PyTorch teacher does (floating-point noise only); a method reading layers keeps PyTorch."""
+    as the PyTorch teacher does (floating-point noise only); a method reading layers keeps PyTorch.
+    An explicit backend wins over ``teacher_precision=auto`` on every CPU (on one with native bf16,
+    auto alone would pick bf16)."""
     from distill import api
 
     common = ["teacher=lenet5", f"teacher.checkpoint={teacher_run}", "student=mlp", "student.kwargs.hidden=[32]"]
@@ -227,7 +230,9 @@ def test_a_teacher_in_onnxruntime_gives_pytorchs_numbers(teacher_run, tmp_path):
     runs = {}
     for backend in ("torch", "onnxruntime"):
         out = tmp_path / backend
-        summary = api.run("train", [*common, f"trainer.teacher_backend={backend}", f"paths.output_dir={out}"])
+        # the PyTorch teacher in float32 too, so both sides compute the same numbers
+        chosen = f"trainer.teacher_precision={precision if backend == 'onnxruntime' else 32}"
+        summary = api.run("train", [*common, f"trainer.teacher_backend={backend}", f"paths.output_dir={out}", chosen])
         assert summary["teacher_backend"] == backend
         runs[backend] = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert list((tmp_path / "outputs" / "cache" / "onnx").glob("*.onnx")), "the exported teacher is kept"

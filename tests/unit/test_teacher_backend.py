@@ -44,3 +44,24 @@ def test_a_teacher_that_differs_stays_in_pytorch_and_is_not_tried_again(tmp_path
     with caplog.at_level("INFO", logger="distill"):
         assert onnxruntime_teacher(net, "cd" * 32, tmp_path, images, threads=1) is None
     assert "found by an earlier run" in caplog.text
+
+
+def test_the_faster_runtime_is_measured_once_and_remembered(tmp_path):
+    """teacher_backend=auto with teacher_precision=auto on a CPU with native bf16: PyTorch bf16 against
+    onnxruntime float32, timed on this machine; the second run reads the choice instead of timing again.
+    (The measurement itself runs on any CPU: bf16 autocast is emulated where it is not native.)"""
+    from distill.engine.teacher_backend import faster_teacher_runtime
+
+    torch.manual_seed(0)
+    net = _Net().eval()
+    images = torch.rand(16, 1, 8, 8)
+    choice, first = faster_teacher_runtime(net, "ef" * 32, tmp_path, images, threads=1, channels_last=False)
+    assert choice in ("onnxruntime", "bf16") and first["measured_now"]
+    assert first["bf16_images_per_s"] > 0 and first["onnxruntime_images_per_s"] > 0
+    faster = "onnxruntime" if first["onnxruntime_images_per_s"] > first["bf16_images_per_s"] else "bf16"
+    assert choice == faster
+    again, second = faster_teacher_runtime(net, "ef" * 32, tmp_path, images, threads=1, channels_last=False)
+    assert (again, second["measured_now"], second["record"]) == (choice, False, first["record"])
+    # another thread count is another measurement
+    _, other = faster_teacher_runtime(net, "ef" * 32, tmp_path, images, threads=2, channels_last=False)
+    assert other["measured_now"] and other["record"] != first["record"]

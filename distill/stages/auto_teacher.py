@@ -1,0 +1,162 @@
+"""The teacher ``distill train`` finds or trains for itself when no ``teacher.checkpoint`` is given.
+
+The teacher is trained with the ``teacher`` stage's own recipe (``conf/teacher.yaml``: epochs,
+optimizer, schedule) and this run's device settings. A finished teacher run under ``paths.root``
+is reused only when it was trained with that same recipe on the same data; the run reused and how
+it was trained are logged. Runs that need the same teacher at once take turns on a lock: one trains,
+the others wait and reuse it. A teacher run that was interrupted (Ctrl-C, SIGTERM, a killed job)
+is continued by the next run that needs it, from its last saved state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+from omegaconf import DictConfig, OmegaConf
+
+from distill.engine.runs import finished_runs, flatten
+from distill.stages.common import compose_stage, plain_config
+
+log = logging.getLogger("distill")
+
+# This run's settings the teacher is trained with: how, not what (they do not change its recipe).
+DEVICE_KEYS = ("device", "precision", "threads", "progress", "num_workers", "channels_last", "teacher_precision")
+# What a teacher run must share with the requested one to be reused: its model, data and recipe.
+RECIPE = ("teacher.", "dataset.", "optim.", "sched.", "trainer.epochs", "trainer.batch_size", "trainer.mix")
+_NOT_RECIPE = ("dataset.download", "teacher.checkpoint")
+
+
+def teacher_config(cfg: DictConfig, run_dir: Path | None = None) -> DictConfig:
+    """The ``teacher`` stage's config for ``cfg.teacher`` on ``cfg.dataset``, with this run's seed,
+    device settings and ``paths.root``, writing into ``run_dir`` (default: a new dated folder)."""
+    tcfg = compose_stage("teacher", [f"seed={cfg.seed}"])
+    tcfg.teacher = OmegaConf.to_container(cfg.teacher, resolve=True)
+    tcfg.dataset = OmegaConf.to_container(cfg.dataset, resolve=True)
+    tcfg.paths.root = str(cfg.paths.root)
+    stamp = datetime.now().strftime("%Y-%m-%d/%H-%M-%S_%f")
+    tcfg.paths.output_dir = str(run_dir or Path(str(cfg.paths.root)) / "teacher" / stamp)
+    for key in DEVICE_KEYS:
+        tcfg.trainer[key] = cfg.trainer[key]
+    return tcfg
+
+
+def recipe(config: dict[str, Any]) -> dict[str, Any]:
+    """The keys of a (flattened) teacher config that decide what teacher comes out."""
+    flat = flatten(config)
+    return {k: v for k, v in flat.items() if k.startswith(RECIPE) and not k.startswith(_NOT_RECIPE)}
+
+
+def _read_config(run_dir: Path) -> dict[str, Any] | None:
+    try:
+        config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    return config if isinstance(config, dict) and config.get("stage") == "teacher" else None
+
+
+def reusable(root: Path, want: dict[str, Any]) -> list[tuple[Path, dict]]:
+    """Finished teacher runs under ``root`` trained with recipe ``want``, newest first."""
+    found = []
+    for run_dir, summary in finished_runs(root, "teacher"):
+        config = _read_config(run_dir)
+        if config is not None and recipe(config) == want:
+            found.append((run_dir, summary))
+    return found
+
+
+def reusable_for(cfg: DictConfig) -> list[tuple[Path, dict]]:
+    """Finished teacher runs that ``cfg``'s automatic teacher may reuse, newest first."""
+    return reusable(Path(str(cfg.paths.root)), recipe(plain_config(teacher_config(cfg))))
+
+
+def interrupted(root: Path, want: dict[str, Any], seed: int) -> Path | None:
+    """The newest teacher run of recipe ``want`` and ``seed`` that stopped with its state saved and no
+    result (interrupted or killed, not failed), which can be continued."""
+    found = []
+    for state in Path(root).glob("teacher/**/checkpoints/state.pt"):
+        run_dir = state.parent.parent
+        if (run_dir / "summary.json").exists() or (run_dir / "failed.json").exists():
+            continue
+        config = _read_config(run_dir)
+        if config is not None and config.get("seed") == seed and recipe(config) == want:
+            found.append((state.stat().st_mtime, run_dir))
+    return max(found)[1] if found else None
+
+
+@contextlib.contextmanager
+def recipe_lock(root: Path, want: dict[str, Any]) -> Iterator[None]:
+    """Held while a teacher of recipe ``want`` is looked for or trained: other runs needing the same
+    teacher wait here instead of training a second one. The lock goes with the process holding it."""
+    digest = hashlib.sha256(json.dumps(want, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    path = Path(root) / "teacher" / f".{digest}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.warning("another run is training this teacher (lock %s): waiting for it to finish", path)
+            t0 = time.perf_counter()
+            fcntl.flock(f, fcntl.LOCK_EX)
+            log.info("the other run finished its teacher after %.0f s of waiting", time.perf_counter() - t0)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def describe_run(run_dir: Path, summary: dict) -> str:
+    config = _read_config(run_dir) or {}
+    optim = config.get("optim", {})
+    return (
+        f"{run_dir} ({summary.get('model')}, {summary.get('epochs')} epochs, "
+        f"{str(optim.get('_target_', '?')).rsplit('.', 1)[-1]} lr {optim.get('lr')}, seed {summary.get('seed')}, "
+        f"test acc {summary.get('test_acc')})"
+    )
+
+
+def train(cfg: DictConfig, run_dir: Path) -> Path:
+    """Trains the teacher ``cfg`` asks for in ``run_dir`` (a chain's first step), reusing nothing."""
+    from distill.stages import teacher as teacher_stage
+
+    tcfg = teacher_config(cfg, run_dir)
+    teacher_stage.run(tcfg)
+    return run_dir
+
+
+def find_or_train(cfg: DictConfig) -> Path:
+    """The run folder of the teacher ``cfg`` asks for: reused, continued or trained now."""
+    from distill.stages import teacher as teacher_stage
+
+    root = Path(str(cfg.paths.root))
+    tcfg = teacher_config(cfg)
+    want = recipe(plain_config(tcfg))
+    with recipe_lock(root, want):
+        runs = reusable(root, want)
+        if runs:
+            log.info("teacher: reusing %s", describe_run(*runs[0]))
+            return runs[0][0]
+        stopped = interrupted(root, want, int(cfg.seed))
+        if stopped is not None:
+            log.warning("teacher: continuing the interrupted teacher run %s from its saved state", stopped)
+            tcfg.paths.output_dir = str(stopped)
+            tcfg.resume = str(stopped)
+        else:
+            log.warning(
+                "no finished teacher run of %s on %s with the teacher recipe under %s/: training it first "
+                "(later runs reuse it)",
+                cfg.teacher.name,
+                str(cfg.dataset.get("_target_", "?")).rsplit(".", 1)[-1],
+                root,
+            )
+        teacher_stage.run(tcfg)
+        return Path(str(tcfg.paths.output_dir))

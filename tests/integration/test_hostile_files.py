@@ -1,0 +1,193 @@
+"""Files are data: a crafted weights file or cache entry never chooses code to run.
+
+Each case writes a file the way an attacker would (checksums recomputed, so they pass as intact),
+feeds it to a command as a user would, and asserts the refusal is one line with exit code 2 and
+that the marker file the payload would write never appears.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from distill.data.embedded import digits
+from distill.engine.checkpoint import ModelSpec, save_weights
+from distill.models.registry import build_model
+from tests.conftest import run_cli_here
+
+
+class _Payload:
+    """Unpickling this runs a shell command that creates ``marker``."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def _writes_file(marker: Path) -> dict:
+    """A Hydra node that, instantiated, writes ``marker`` (pathlib.Path(marker).write_text("ran"))."""
+    return {
+        "_target_": "pathlib.Path.write_text",
+        "self": {"_target_": "pathlib.Path", "_args_": [str(marker)]},
+        "data": "ran",
+    }
+
+
+def _unpickles(marker: Path, where: Path) -> dict:
+    """A Hydra node that, instantiated, loads a pickle that creates ``marker``."""
+    npy = where / "payload.npy"
+    np.save(npy, np.array([_Payload(marker)], dtype=object), allow_pickle=True)
+    return {"_target_": "numpy.load", "file": str(npy), "allow_pickle": True}
+
+
+def _digits_spec(**changes) -> ModelSpec:
+    data = digits(augment="none")
+    spec = ModelSpec("mlp", 10, 1, list(data.image_size), list(data.mean), list(data.std), list(data.classes))
+    for key, value in changes.items():
+        setattr(spec, key, value)
+    return spec
+
+
+def _weights(path: Path, config: dict, spec: ModelSpec | None = None) -> Path:
+    spec = spec or _digits_spec()
+    model = build_model("mlp", 10, 1, (8, 8), tuple(spec.mean), tuple(spec.std))
+    return save_weights(path, model, spec, config=config)  # the checksum is recomputed: it proves nothing
+
+
+def _one_line(result, *needles: str) -> str:
+    assert result.returncode == 2, (result.returncode, result.stderr[-2000:])
+    assert "Traceback" not in result.stderr
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, result.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.fixture(params=["writes_file", "unpickles"])
+def payload(request, tmp_path):
+    marker = tmp_path / f"marker_{request.param}"
+    node = _writes_file(marker) if request.param == "writes_file" else _unpickles(marker, tmp_path)
+    return node, marker
+
+
+@pytest.mark.parametrize("stage", ["eval", "export", "compare"])
+def test_a_stored_dataset_config_never_calls_what_it_names(stage, payload, tmp_path):
+    node, marker = payload
+    weights = _weights(tmp_path / "crafted.safetensors", {"dataset": node})
+    args = {
+        "eval": ["eval", f"run={weights}"],
+        "export": ["export", f"run={weights}", f"output={tmp_path / 'm.onnx'}"],
+        "compare": ["compare", f"teacher.checkpoint={weights}", "compress=[]"],
+    }[stage]
+    result = run_cli_here(*args, f"paths.root={tmp_path / 'outputs'}", cwd=tmp_path)
+    _one_line(result, str(weights), "config.dataset._target_=")
+    assert not marker.exists()
+
+
+def test_the_same_file_with_distills_own_dataset_works(tmp_path):
+    """The control: the refusal above is about the target, not about crafted files in general."""
+    weights = _weights(tmp_path / "fine.safetensors", {"dataset": {"_target_": "distill.data.embedded.digits"}})
+    result = run_cli_here("eval", f"run={weights}", f"paths.root={tmp_path / 'outputs'}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "eval.json").read_text())["images"] > 0  # beside a weights file of no run
+
+
+@pytest.mark.parametrize(
+    "dataset, needle",
+    [
+        ({"_target_": "distill.data.embedded.digits", "val_fraction": {"_target_": "os.getcwd"}}, "plain value"),
+        ({"_target_": "distill.data.embedded.digits", "bogus": 1}, "does not take"),
+        ("digits", "not a dataset config"),
+    ],
+)
+def test_stored_dataset_arguments_are_plain_values_the_builder_takes(dataset, needle, tmp_path):
+    weights = _weights(tmp_path / "odd.safetensors", {"dataset": dataset})
+    result = run_cli_here("eval", f"run={weights}", f"paths.root={tmp_path / 'outputs'}", cwd=tmp_path)
+    _one_line(result, str(weights), needle)
+
+
+def test_a_stored_download_flag_never_downloads(tmp_path):
+    from distill.data.stored import stored_dataset_args
+
+    node = {"_target_": "distill.data.torchvision_sets.cifar10", "root": str(tmp_path), "download": True}
+    _, kwargs = stored_dataset_args(node, "FILE: config.dataset")
+    assert kwargs["download"] is False
+
+
+@pytest.mark.parametrize(
+    "changes, needle",
+    [
+        ({"name": "os.system"}, "model.name='os.system' is not a model distill knows"),
+        ({"kwargs": {"bogus": 1}}, "bad model arguments for mlp"),
+        ({"kwargs": {"hidden": [{"_target_": "os.getcwd"}]}}, "model.kwargs="),
+        ({"num_classes": True}, "model.num_classes=True"),
+        ({"image_size": [8]}, "model.image_size=[8]"),
+    ],
+)
+def test_a_stored_model_description_is_data(changes, needle, tmp_path):
+    """``teacher.checkpoint=`` and ``eval``: the model a weights file describes is looked up in fixed tables."""
+    weights = _weights(tmp_path / "model.safetensors", {"dataset": {"_target_": "distill.data.embedded.digits"}})
+    spec = _digits_spec(**changes)
+    from safetensors.torch import load_file
+
+    from distill.engine.checkpoint import FORMAT, FORMAT_VERSION, _digest
+
+    tensors = load_file(weights)
+    meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "model": json.dumps(spec.__dict__), "config": "{}"}
+    meta["sha256"] = _digest(tensors, meta)
+    from safetensors.torch import save_file
+
+    save_file(tensors, weights, metadata=meta)
+    for args in (
+        ["eval", f"run={weights}"],
+        ["train", "dataset=digits", "student=mlp", "teacher=mlp", f"teacher.checkpoint={weights}", "trainer.epochs=1"],
+    ):
+        result = run_cli_here(*args, f"paths.root={tmp_path / 'outputs'}", cwd=tmp_path)
+        _one_line(result, str(weights), needle)
+    assert not (tmp_path / "outputs" / "train").exists(), "nothing was started"
+
+
+def test_a_timm_model_description_cannot_load_a_checkpoint_of_its_choosing(tmp_path):
+    """``checkpoint_path`` would make timm torch.load a file: kwargs cannot set it."""
+    pytest.importorskip("timm")  # a dev dependency: installed wherever the suite runs
+    marker = tmp_path / "marker_timm"
+    evil = tmp_path / "evil.pth"
+    torch.save({"x": _Payload(marker)}, evil)
+    from distill.engine.checkpoint import build_from_spec
+    from distill.errors import UserError
+
+    spec = _digits_spec(name="timm/resnet10t", kwargs={"checkpoint_path": str(evil)})
+    with pytest.raises(UserError, match="bad arguments for timm model resnet10t"):
+        build_from_spec(spec)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        "optim._target_=pathlib.Path.touch",
+        "+hydra.callbacks.x._target_=os.getcwd",
+        "distill.method={_target_: os.system}",
+        "hydra.job.env_set.LD_PRELOAD=/tmp/x.so",
+    ],
+)
+def test_resume_never_replays_code_from_a_run_folder(override, tmp_path):
+    """``resume=RUN`` replays the run's stored overrides: a folder someone hands over cannot name code."""
+    import yaml
+
+    run = tmp_path / "run"
+    (run / ".hydra").mkdir(parents=True)
+    (run / "checkpoints").mkdir()
+    (run / "checkpoints" / "state.pt").write_bytes(b"")
+    (run / "config.yaml").write_text(yaml.safe_dump({"stage": "train"}))
+    (run / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(["student=mlp", override]))
+    result = run_cli_here("train", f"resume={run}", cwd=tmp_path)
+    _one_line(result, "overrides.yaml", "replays plain config values only")
