@@ -36,7 +36,8 @@ def test_a_runs_files_follow_the_umask(tmp_path, umask_022):
          f"paths.root={tmp_path / 'outputs'}", f"paths.output_dir={run}"],
     )  # fmt: skip
     modes = _modes(run)
-    for name in ("config.yaml", "metrics.jsonl", "summary.json", "checkpoints/best.safetensors", "checkpoints/state.pt"):
+    written = ("config.yaml", "metrics.jsonl", "summary.json", "checkpoints/best.safetensors", "checkpoints/state.pt")
+    for name in written:
         assert modes[name] == "0o644", (name, modes)
     assert {m for p, m in modes.items() if (run / p).is_dir()} == {"0o755"}, modes
     assert {m for p, m in modes.items() if (run / p).is_file()} == {"0o644"}, modes
