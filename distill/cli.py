@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import re
 import sys
+from typing import Any
 
 from distill import __version__
 from distill.errors import UserError, closest
@@ -79,9 +80,79 @@ def _flat_keys(cfg, prefix: str = "") -> list[str]:
     return keys
 
 
+def _quoted(value: str) -> str | None:
+    """``value`` in the quotes of Hydra's override grammar, checked by parsing it back; None if no form reads back."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    # Hydra reads a backslash before a quote, or before the closing quote, as an escape: double those.
+    escaped = re.sub(r"(\\+)$", r"\1\1", value)
+    candidates = [f'"{escaped}"', f"'{escaped}'", '"' + re.sub(r'(\\*)"', r'\1\1\\"', escaped) + '"']
+    for form in candidates:
+        try:
+            if parser.parse_override(f"k={form}").value() == value:
+                return form
+        except Exception:  # noqa: BLE001 - a form Hydra cannot read is simply not suggested
+            continue
+    return None
+
+
+# Characters Hydra's override grammar takes in an unquoted value besides ASCII letters and digits.
+_UNQUOTED = set("/-\\+.$%*@?|:_ ")
+
+
+def _quoting_hint(error: Exception, overrides: list[str]) -> str | None:
+    """One line for an override whose value Hydra reads only in quotes: a value with non-ASCII
+    letters, parentheses, '#', '!', ... (a parse error), or with commas (an ambiguous sweep). It
+    shows the quoting that works for the shell and Hydra both, checked by parsing it back."""
+    import shlex
+
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException, OverrideParseException
+
+    parser = OverridesParser.create()
+    ambiguous = re.match(r"Ambiguous value for argument '(.*)'$", str(error).splitlines()[0] if str(error) else "")
+    if ambiguous:
+        override, reason = ambiguous.group(1), ""
+    elif isinstance(error, OverrideParseException):
+        for override in overrides:
+            try:
+                parser.parse_override(override)
+            except HydraException as e:
+                reason = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), "")
+                break
+        else:
+            return None
+    else:
+        return None
+    key, eq, value = override.partition("=")
+    form = _quoted(value) if eq else None
+    if form is None:
+        return f"{override}: Hydra cannot read this override ({reason or 'not key=value'})"
+    try:  # the key must read too: quoting the value does not help `dataset.röot=x`
+        parser.parse_override(f"{key}={form}")
+    except HydraException:
+        return f"{override}: Hydra cannot read the key {key.strip()!r}; keys are ASCII names such as dataset.root"
+    suggestion = shlex.quote(f"{key}={form}")
+    if ambiguous:
+        return (
+            f"{override}: Hydra reads the commas as values to sweep over (with -m); for one value, quote it for "
+            f"Hydra inside the shell's quotes: {suggestion}"
+        )
+    bad = next((c for c in value.strip() if not (c.isascii() and c.isalnum()) and c not in _UNQUOTED), None)
+    what = f" ({bad!r} must be quoted)" if bad else ""
+    return f"{override}: quote the value for Hydra inside the shell's quotes: {suggestion}{what}"
+
+
 def _explain(stage: str, error: Exception, overrides: list[str]) -> str:
     """One line for a Hydra composition error."""
+    from hydra.errors import HydraException
+
     text = str(error)
+    if isinstance(error, HydraException):
+        hint = _quoting_hint(error, overrides)
+        if hint:
+            return hint
     plugin = re.search(r"Could not (?:find|load) '(hydra/(?:launcher|sweeper)/(joblib|submitit_\w+|optuna))'", text)
     if plugin:
         return f"{plugin.group(1)} comes with Hydra's {plugin.group(2)} plugin: pip install 'distill[sweeps]'"
@@ -174,6 +245,37 @@ def precheck(stage: str, args: list[str]) -> None:
 RESUME_MAY_CHANGE = ("trainer.progress", "trainer.threads", "trainer.num_workers", "trainer.save_every_steps")
 
 
+def _reaches_code(override: Any) -> bool:
+    """Whether an override read from a run folder could choose code: a Hydra key such as ``_target_``
+    (at any depth, in the key or inside a dict value), anything under ``hydra`` (callbacks, launchers,
+    environment), or text that is not an override at all."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    if not isinstance(override, str):
+        return True
+    try:
+        parsed = OverridesParser.create().parse_override(override)
+        value = parsed.value()
+    except Exception:  # noqa: BLE001 - anything Hydra cannot parse is not replayed
+        return True
+    parts = parsed.key_or_group.lstrip("+~").replace("/", ".").split(".")
+    if parts[0] == "hydra" or any(_is_special(p) for p in parts):
+        return True
+    return _has_special_key(value)
+
+
+def _is_special(key: Any) -> bool:
+    return isinstance(key, str) and len(key) > 2 and key.startswith("_") and key.endswith("_")
+
+
+def _has_special_key(value: Any) -> bool:
+    if isinstance(value, dict):
+        return any(_is_special(k) or _has_special_key(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return any(_has_special_key(v) for v in value)
+    return False
+
+
 def resume_args(stage: str, args: list[str]) -> list[str]:
     """``resume=RUN_DIR [allowed overrides]`` -> the run's own overrides, continued in its folder."""
     import yaml
@@ -199,6 +301,13 @@ def resume_args(stage: str, args: list[str]) -> list[str]:
         _fail(stage, f"{run}: config.yaml or .hydra/overrides.yaml is not readable YAML")
     if ran != stage:
         _fail(stage, f"{run} is a {ran} run: resume it with distill {ran} resume={run}")
+    unsafe = next((o for o in original if _reaches_code(o)), None)
+    if unsafe is not None:
+        _fail(
+            stage,
+            f"{overrides_file}: the stored override {unsafe!r} names code (_target_ and the like) or Hydra's own "
+            "settings; a resumed run replays plain config values only",
+        )
     if not (root / "checkpoints" / "state.pt").is_file():
         _fail(stage, f"{run} has no saved state yet (checkpoints/state.pt: written after the first epoch)")
     extra = [a for a in args if not a.startswith("resume=")]

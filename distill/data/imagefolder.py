@@ -3,51 +3,137 @@
 Every image is decoded once and resized to ``image_size`` x ``image_size``, so training runs from
 one uint8 tensor in memory. Without ``test/``, the val split is also the test split (then
 ``test_acc`` is not independent of model selection: add a test folder for honest numbers).
+
+Every problem is a one-line :class:`~distill.errors.UserError` naming the path: a file that does
+not decode, a class folder with no images, a class folder that links back to its own split (a
+symbolic-link loop), a val/test class that train lacks. The whole layout is checked before the
+first image is decoded, so a misplaced folder is reported in a moment, not after minutes of decoding.
 """
 
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from distill.data.base import make_splits
-from distill.errors import UserError
+from distill.errors import UserError, closest
+
+# How many problems one error line lists before "and N more".
+_SHOWN = 3
 
 
-def _read_split(
-    folder: Path, classes: list[str] | None, image_size: int, channels: int
-) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    from PIL import Image, UnidentifiedImageError
+def _extensions() -> tuple[str, ...]:
     from torchvision.datasets.folder import IMG_EXTENSIONS
 
-    found = sorted(d.name for d in folder.iterdir() if d.is_dir())
+    return tuple(IMG_EXTENSIONS)
+
+
+def _one_line(problems: list[str]) -> str:
+    more = f"; and {len(problems) - _SHOWN} more" if len(problems) > _SHOWN else ""
+    return "; ".join(problems[:_SHOWN]) + more
+
+
+def _is_regular_file(path: Path) -> bool:
+    """A regular file, following symbolic links, decided from ``stat`` alone: opening a FIFO or a
+    device named ``*.png`` would block (or read forever) before PIL could refuse it."""
+    try:
+        return stat.S_ISREG(path.stat().st_mode)
+    except OSError:  # a broken or looping link: kept, so that decoding reports it by name
+        return path.is_symlink()
+
+
+def _class_folders(folder: Path) -> list[str]:
+    """The class folder names of a split, refusing entries that cannot be classes."""
+    if not folder.is_dir():
+        raise UserError(f"{folder} is not a folder; it must hold one folder of images per class")
+    here = folder.resolve()
+    names, problems = [], []
+    for entry in sorted(folder.iterdir()):
+        if entry.name.startswith("."):  # .ipynb_checkpoints, .DS_Store, .git: never a class
+            continue
+        if entry.is_symlink():
+            try:
+                target = entry.resolve(strict=True)
+            except (OSError, RuntimeError):  # RuntimeError: Python 3.11's "Symlink loop from ..."
+                problems.append(f"{entry} is a broken or looping symbolic link")
+                continue
+            if target == here or target in here.parents:
+                problems.append(f"class folder {entry} links back to {target}: a symbolic-link loop, not a class")
+                continue
+        if entry.is_dir():
+            names.append(entry.name)
+    if problems:
+        raise UserError(_one_line(problems))
+    if not names:
+        loose = [p.name for p in folder.iterdir() if p.suffix.lower() in _extensions()]
+        hint = f" (the {len(loose)} images directly in it need a class folder each)" if loose else ""
+        raise UserError(
+            f"no class folders in {folder}{hint}: put the images in {folder}/<class>/ "
+            f"(extensions: {', '.join(_extensions())})"
+        )
+    return names
+
+
+def _scan_split(folder: Path, classes: list[str] | None) -> tuple[list[str], list[tuple[Path, int]]]:
+    """(class names, (image file, label) pairs) of one split, without decoding anything."""
+    found = _class_folders(folder)
     if classes is not None:
         extra = sorted(set(found) - set(classes))
         if extra:
-            raise UserError(f"{folder} has class folders that train/ lacks: {', '.join(extra)}")
+            hint = closest(extra[0], classes)
+            raise UserError(f"{folder} has class folders that train/ lacks: {', '.join(extra)}{hint}")
     classes = classes if classes is not None else found
-    images, labels = [], []
-    mode = "L" if channels == 1 else "RGB"
+    files, empty = [], []
     for label, name in enumerate(classes):
-        files = (
-            sorted(p for p in (folder / name).glob("*") if p.suffix.lower() in IMG_EXTENSIONS)
-            if (folder / name).is_dir()
-            else []
+        class_dir = folder / name
+        if name not in found:  # a val/test split may leave a class out
+            continue
+        # Hidden files are skipped like hidden folders: macOS leaves "._name.jpg" metadata beside images.
+        entries = sorted(p for p in class_dir.iterdir() if not p.name.startswith("."))
+        named = [p for p in entries if p.suffix.lower() in _extensions()]
+        images = [p for p in named if _is_regular_file(p)]
+        if not images:
+            others = [p.name for p in entries if p.is_file() and p.suffix.lower() not in _extensions()]
+            skipped = [p.name for p in named]
+            held = f"; it holds {len(others)} other files, e.g. {others[0]!r}" if others else ""
+            held += f"; skipped {skipped[0]!r}: not a regular file" if skipped else ""
+            empty.append(f"class folder {class_dir} has no images{held}")
+        files.extend((p, label) for p in images)
+    if empty:
+        raise UserError(
+            f"{_one_line(empty)} (extensions: {', '.join(_extensions())}; remove the folder or add its images)"
         )
-        for path in files:
-            try:
-                with Image.open(path) as img:
-                    img = img.convert(mode).resize((image_size, image_size), Image.BILINEAR)
-                    arr = np.asarray(img, dtype=np.uint8)
-            except (UnidentifiedImageError, OSError) as e:
-                raise UserError(f"cannot decode image {path}: {e}") from None
-            images.append(arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1))
-            labels.append(label)
-    if not images:
-        raise UserError(f"no images under {folder}/<class>/ (extensions: {', '.join(IMG_EXTENSIONS)})")
-    return torch.from_numpy(np.stack(images)), torch.tensor(labels), classes
+    return classes, files
+
+
+def _decode(files: list[tuple[Path, int]], image_size: int, channels: int) -> tuple[torch.Tensor, torch.Tensor]:
+    from PIL import Image, UnidentifiedImageError
+
+    images, labels, problems = [], [], []
+    mode = "L" if channels == 1 else "RGB"
+    for path, label in files:
+        try:
+            with Image.open(path) as img:
+                # load() decodes the whole file here, inside the try: a truncated JPEG raises now
+                # (PIL's ImageFile.LOAD_TRUNCATED_IMAGES is False) instead of being padded with grey.
+                img.load()
+                img = img.convert(mode).resize((image_size, image_size), Image.BILINEAR)
+                arr = np.asarray(img, dtype=np.uint8)
+        except UnidentifiedImageError:
+            problems.append(f"{path} is not an image PIL can read")
+            continue
+        except Exception as e:  # noqa: BLE001 - PIL's decoders raise OSError, ValueError, SyntaxError, ...
+            reason = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
+            problems.append(f"cannot decode image {path}: {reason}")
+            continue
+        images.append(arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1))
+        labels.append(label)
+    if problems:
+        raise UserError(_one_line(problems))
+    return torch.from_numpy(np.stack(images)), torch.tensor(labels)
 
 
 def imagefolder(
@@ -58,20 +144,28 @@ def imagefolder(
     split_seed: int = 0,
     augment: str = "crop_flip",
 ):
-    """Reads an image-folder dataset into :class:`~distill.data.base.Splits` (class names = folder names)."""
+    """Reads an image-folder dataset into :class:`~distill.data.base.Splits` (class names = folder names).
+
+    Raises:
+        UserError: in one line naming the path, for any layout or image problem (see the module's docstring).
+    """
     base = Path(root)
+    if channels not in (1, 3):
+        raise UserError(f"dataset.channels must be 1 or 3, got {channels}")
+    if not base.exists():
+        raise UserError(f"dataset.root={root} does not exist")
+    if not base.is_dir():
+        raise UserError(f"dataset.root={root} is a file; give the folder that holds train/<class>/ and val/<class>/")
     if not (base / "train").is_dir() or not (base / "val").is_dir():
         raise UserError(
             f"dataset.root={root} must hold train/<class>/ and val/<class>/ folders (and optionally test/<class>/)"
         )
-    if channels not in (1, 3):
-        raise UserError(f"dataset.channels must be 1 or 3, got {channels}")
-    tx, ty, classes = _read_split(base / "train", None, image_size, channels)
-    vx, vy, _ = _read_split(base / "val", classes, image_size, channels)
-    if (base / "test").is_dir():
-        sx, sy, _ = _read_split(base / "test", classes, image_size, channels)
-    else:
-        sx, sy = vx, vy
+    classes, train_files = _scan_split(base / "train", None)
+    _, val_files = _scan_split(base / "val", classes)
+    test_files = _scan_split(base / "test", classes)[1] if (base / "test").is_dir() else None
+    tx, ty = _decode(train_files, image_size, channels)
+    vx, vy = _decode(val_files, image_size, channels)
+    sx, sy = _decode(test_files, image_size, channels) if test_files is not None else (vx, vy)
     return make_splits(
         base.name or "imagefolder",
         tx,

@@ -32,6 +32,64 @@ def _one_line(e: Exception) -> str:
     return f"{type(e).__name__}: {text[0] if text else ''}".rstrip(": ")
 
 
+# A model.json is a few kilobytes (21k ImageNet class names are under 1 MB): a bigger file is not one.
+_MAX_JSON_BYTES = 16 * 2**20
+# Input sides beyond this are a typo, and probing a graph with such a zero image would exhaust memory.
+_MAX_SIDE = 16384
+
+
+def _whole(value: Any, limit: int) -> bool:
+    # bool is an int subclass: "channels": true must not pass as 1.
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= limit
+
+
+def read_description(meta_path: Path) -> tuple[list[str] | None, tuple[int | None, int | None, int | None]]:
+    """(classes, input channels/height/width) from a model.json; None where a field is absent or null.
+
+    Raises:
+        UserError: in one line naming the file (and the key) for a file that is not JSON, is nested
+            too deeply or too big, or has a field of the wrong type.
+    """
+    invalid = f"{meta_path} is not a valid model.json"
+    try:
+        size = meta_path.stat().st_size
+        if size > _MAX_JSON_BYTES:
+            raise UserError(f"{invalid} ({size / 2**20:.0f} MB; the file distill export writes is a few KB)")
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except RecursionError:  # json nests by recursion: [[[[...]]]] 100k deep
+        raise UserError(f"{invalid} (nested too deeply)") from None
+    except (OSError, ValueError) as e:  # ValueError: JSONDecodeError and UnicodeDecodeError
+        raise UserError(f"{invalid} ({_one_line(e)})") from None
+    if not isinstance(meta, dict):
+        raise UserError(f"{invalid} (an object {{...}} with classes and input is expected, got {type(meta).__name__})")
+    classes = meta.get("classes")
+    if classes is not None and not (isinstance(classes, list) and classes and all(isinstance(c, str) for c in classes)):
+        raise UserError(f"{meta_path}: classes must be a non-empty list of names (strings), got {_short(classes)}")
+    size_node = meta.get("input")
+    if size_node is None:
+        size_node = {}
+    if not isinstance(size_node, dict):
+        raise UserError(
+            f"{meta_path}: input must be an object with channels, height and width, got {_short(size_node)}"
+        )
+    shape = []
+    for key, limit in (("channels", 4096), ("height", _MAX_SIDE), ("width", _MAX_SIDE)):
+        value = size_node.get(key)
+        if value is not None and not _whole(value, limit):
+            raise UserError(f"{meta_path}: input.{key} must be a whole number from 1 to {limit}, got {_short(value)}")
+        shape.append(value)
+    return classes, (shape[0], shape[1], shape[2])
+
+
+def _short(value: Any) -> str:
+    """A JSON value as one short line for an error message."""
+    try:
+        text = json.dumps(value) if not isinstance(value, str) else repr(value)
+    except (RecursionError, ValueError):
+        text = type(value).__name__
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 class OnnxTeacher(nn.Module):
     """Teacher logits from an ONNX model: float [0, 1] NCHW tensors in, float32 logits out.
 
@@ -103,17 +161,7 @@ class OnnxTeacher(nn.Module):
         meta_path = self.path.with_suffix(".json")
         if not meta_path.is_file():
             return graph_shape, None, graph_classes
-        try:
-            meta = json.loads(meta_path.read_text())
-            classes = meta.get("classes")
-            size = meta.get("input", {})
-            shape = tuple(size.get(k) for k in ("channels", "height", "width"))
-        except (OSError, ValueError, AttributeError) as e:
-            raise UserError(f"cannot read {meta_path} ({_one_line(e)})") from e
-        if classes is not None and not (isinstance(classes, list) and all(isinstance(c, str) for c in classes)):
-            raise UserError(f"{meta_path}: classes must be a list of names, got {classes!r}")
-        if not all(d is None or (isinstance(d, int) and d > 0) for d in shape):
-            raise UserError(f"{meta_path}: input channels/height/width must be whole numbers, got {shape}")
+        classes, shape = read_description(meta_path)
         shape = tuple(m if m is not None else g for m, g in zip(shape, graph_shape))
         problems = [
             f"input {name} {m} in the JSON but {g} in the graph"
