@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,13 +28,20 @@ from distill.engine.cache import (
     CachedTeacher,
     CacheKey,
     build_entry,
-    entry_dir,
+    cache_dir_problem,
     file_digest,
+    lookup,
     make_view,
-    open_entry,
     tensor_digest,
 )
-from distill.engine.checkpoint import build_from_spec, build_loaded, read_weights, spec_of, weights_path
+from distill.engine.checkpoint import (
+    build_from_spec,
+    build_loaded,
+    check_buildable,
+    read_weights,
+    spec_of,
+    weights_path,
+)
 from distill.engine.fit import TrainerSettings
 from distill.engine.loop import Teachers, autocast, recalibrate_bn
 from distill.engine.runs import env_info, find_runs, write_json
@@ -48,13 +54,12 @@ from distill.losses.kd import KDLoss
 from distill.models.logits_teacher import LogitsFileTeacher
 from distill.models.onnx_teacher import OnnxTeacher
 from distill.models.registry import available_models, build_model
-from distill.stages import teacher as teacher_stage
+from distill.stages import auto_teacher
 from distill.stages.common import (
     _num,
     check_distill,
     check_path,
     check_training,
-    compose_stage,
     dataset_key,
     hydra_entry,
     load_data,
@@ -202,7 +207,7 @@ def validate(cfg: DictConfig) -> None:
     check_training(cfg, errors, ("student", "teacher") if uses_teacher_ and not black_box else ("student",))
     check_path(cfg.teacher.checkpoint, "teacher.checkpoint", errors)
     if black_box:
-        check_path(cfg.teacher.path, "teacher.path", errors)
+        check_path(cfg.teacher.path, "teacher.path", errors, folder_ok=False)
         if plain_value(cfg.distill.get("teacher_layers")) and (cfg.distill.get("beta") or 0) > 0:
             errors.append(
                 f"teacher={cfg.teacher.name} gives logits only, but this distill method reads the teacher's "
@@ -224,7 +229,10 @@ def validate(cfg: DictConfig) -> None:
         if cache.views is not None:
             _num(cfg, "cache.views", errors, lo=1, integer=True)
         _num(cfg, "cache.max_gb", errors, lo=0, lo_open=True)
-        _num(cfg, "cache.seed", errors, lo=0, integer=True)
+        if cache.seed is not None:  # null: the run's seed
+            _num(cfg, "cache.seed", errors, lo=0, integer=True)
+        if uses_teacher_ and str(cache.enabled).lower() != "false" and (problem := cache_dir_problem(str(cache.dir))):
+            errors.append(problem)
     if not errors:
         _check_layer_names(cfg, ("student", "teacher") if uses_teacher_ and not black_box else ("student",), errors)
     for i, extra in enumerate(as_list(cfg.distill.get("teachers"))):
@@ -238,35 +246,13 @@ def validate(cfg: DictConfig) -> None:
         errors.append("distill.online trains its peers from scratch; drop teacher.checkpoint (or use distill=kd)")
     if uses_teacher_ and not online and not black_box and cfg.teacher.checkpoint is not None and not errors:
         try:
-            read_weights(weights_path(str(cfg.teacher.checkpoint)))  # refuses pickles and corrupt files
+            path = weights_path(str(cfg.teacher.checkpoint))
+            spec = spec_of(read_weights(path)[1], path)  # refuses pickles, corrupt files, odd model descriptions
+            if spec is not None:
+                check_buildable(spec, path)
         except UserError as e:
             errors.append(f"teacher.checkpoint: {e}")
     raise_if(errors)
-
-
-def train_teacher(cfg: DictConfig, run_dir: Path | None = None) -> Path:
-    """Runs the ``teacher`` stage (its own recipe) for ``cfg.teacher`` on ``cfg.dataset``, with this
-    run's device settings, in ``run_dir`` (default: a new ``outputs/teacher/...`` folder)."""
-    tcfg = compose_stage("teacher", [f"seed={cfg.seed}"])
-    tcfg.teacher = OmegaConf.to_container(cfg.teacher, resolve=True)
-    tcfg.dataset = OmegaConf.to_container(cfg.dataset, resolve=True)
-    tcfg.paths.root = str(cfg.paths.root)
-    stamp = datetime.now().strftime("%Y-%m-%d/%H-%M-%S_%f")
-    tcfg.paths.output_dir = str(run_dir or Path(cfg.paths.root) / "teacher" / stamp)
-    for key in ("device", "precision", "threads", "progress", "num_workers", "channels_last", "teacher_precision"):
-        tcfg.trainer[key] = cfg.trainer[key]
-    teacher_stage.run(tcfg)
-    return Path(tcfg.paths.output_dir)
-
-
-def _train_teacher_first(cfg: DictConfig) -> Path:
-    log.warning(
-        "no finished teacher run of %s on %s under %s/: training it first (later runs reuse it)",
-        cfg.teacher.name,
-        cfg.dataset.get("_target_", "?").rsplit(".", 1)[-1],
-        cfg.paths.root,
-    )
-    return train_teacher(cfg)
 
 
 def _teacher_weights(cfg: DictConfig) -> Path | None:
@@ -274,14 +260,15 @@ def _teacher_weights(cfg: DictConfig) -> Path | None:
     node = cfg.teacher
     if node.checkpoint is not None:
         return weights_path(str(node.checkpoint))
-    runs = find_runs(Path(str(cfg.paths.root)), "teacher", model_key=model_key(node), dataset_key=dataset_key(cfg))
-    if not runs and dist.world_size() > 1:
-        raise UserError(
-            f"no finished teacher run of {node.name} under {cfg.paths.root}/: under torchrun train it first "
-            "(torchrun ... -m distill teacher ...) or give teacher.checkpoint"
-        )
-    run_dir = runs[0][0] if runs else _train_teacher_first(cfg)
-    return run_dir / "checkpoints" / "best.safetensors"
+    if dist.world_size() > 1:
+        runs = auto_teacher.reusable_for(cfg)
+        if not runs:
+            raise UserError(
+                f"no finished teacher run of {node.name} under {cfg.paths.root}/: under torchrun train it first "
+                "(torchrun ... -m distill teacher ...) or give teacher.checkpoint"
+            )
+        return runs[0][0] / "checkpoints" / "best.safetensors"
+    return auto_teacher.find_or_train(cfg) / "checkpoints" / "best.safetensors"
 
 
 def load_teacher(
@@ -386,19 +373,23 @@ def _teacher_cache(
     example = data.train_x[:2].to(device).float().div(255)
     layers = plain_value(cfg.distill.get("teacher_layers")) if (cfg.distill.get("beta") or 0) > 0 else None
     tap_names = resolve_layers(teacher, example, layers, "teacher") if layers else []
+    # the run's seed draws the views (a seed sweep varies them too) unless cache.seed pins one; no views, no seed
+    seed = 0 if data.augment == "none" else int(cfg.seed if cfg.cache.seed is None else cfg.cache.seed)
     key = CacheKey(
         teacher=file_digest(teacher_path),
         images=tensor_digest(data.train_x),
         dataset=dataset_key(cfg),
         augment=data.augment,
         views=views,
-        seed=int(cfg.cache.seed),
+        seed=seed,
         taps=tap_names,
         precision=settings.teacher_autocast(),
     )
     root = Path(str(cfg.cache.dir))
-    entry = open_entry(entry_dir(root, key))
-    backend = None  # what ran the teacher to build the entry
+    run = {"device": device, "channels_last": settings.channels_last}
+    run["autocast_ctx"] = autocast(device, settings.teacher_autocast())
+    entry, wrong = lookup(root, key, teacher, data.train_x, seed=int(cfg.seed), **run)
+    backend, t0 = None, time.perf_counter()  # what ran the teacher to build the entry, and when it began
     if entry is None:
         with torch.no_grad():
             feat_numel = sum(int(np.prod(f.shape[1:])) for f in _tap_once(teacher, tap_names, example))
@@ -407,7 +398,6 @@ def _teacher_cache(
             why_not = f"it would take {gb:.1f} GB (> cache.max_gb={cfg.cache.max_gb}); fewer cache.views fit"
             log.warning("teacher cache not used: %s", why_not)
             return None, None, {"used": False, "reason": why_not}
-        t0 = time.perf_counter()
         # the backend gives the same logits within float noise (it is checked), far below float16's
         fast, backend = _teacher_backend(cfg, teachers, teacher_path, data, settings, device)
         entry = build_entry(
@@ -416,12 +406,12 @@ def _teacher_cache(
             fast.models[0],
             tap_names,
             data.train_x,
-            device=device,
             batch_size=settings.eval_batch_size,
-            channels_last=settings.channels_last,
-            autocast_ctx=autocast(device, settings.teacher_autocast()),
             meta={"teacher_path": str(teacher_path), "dataset": data.name},
+            replace=wrong,
+            **run,
         )
+    if entry.built:
         log.info(
             "teacher cache built: %d view(s) of %d images in %.1f s (%s), %s",
             views,
@@ -430,18 +420,17 @@ def _teacher_cache(
             backend,
             entry.path,
         )
-        status = "built"
-    else:
+    else:  # found, or finished by another run while this one waited for it
         log.info("teacher cache hit: %s (%d view(s)); the teacher is not run during training", entry.path, views)
-        status = "hit"
-    x, augment, seed = data.train_x, data.augment, int(cfg.cache.seed)
+        backend = None
+    x, augment = data.train_x, data.augment
     cached = CachedTeacher(entry).to(device)
     return (
         cached,
-        (lambda epoch: make_view(x, augment, epoch % views, seed)),
+        (lambda epoch: make_view(x, augment, epoch % views, seed)),  # the views the entry was built on
         {
             "used": True,
-            "status": status,
+            "status": "built" if entry.built else "hit",
             "built_with": backend,
             "views": views,
             "path": str(entry.path),
@@ -460,20 +449,11 @@ def _teacher_backend(
     """The frozen teachers in onnxruntime where ``trainer.teacher_backend`` asks for it (``auto``:
     on CPUs, in float32, when no teacher layer is read), else as they are."""
     want = settings.teacher_backend
-    reads_layers = bool(plain_value(cfg.distill.get("teacher_layers"))) and (cfg.distill.get("beta") or 0) > 0
-    why_not = None
     if want == "torch":
         return teachers, "torch"
-    if device.type != "cpu":
-        why_not = f"the device is {device.type}"
-    elif settings.teacher_autocast() != "32":
+    why_not = _why_not_onnxruntime(cfg, teachers.models, device)
+    if why_not is None and settings.teacher_autocast() != "32":
         why_not = f"the teacher runs in {settings.teacher_autocast()}"
-    elif reads_layers:
-        why_not = "the method reads the teacher's layers"
-    elif dist.world_size() > 1:
-        why_not = "under torchrun"
-    elif not all(isinstance(m, nn.Module) and any(True for _ in m.parameters()) for m in teachers.models):
-        why_not = "the teacher is a black box already"
     if why_not:
         (log.warning if want == "onnxruntime" else log.info)("teacher stays in PyTorch: %s", why_not)
         return teachers, "torch"
@@ -486,6 +466,55 @@ def _teacher_backend(
     if any(c is None for c in converted):
         return teachers, "torch"
     return Teachers(converted, precision=teachers.precision), "onnxruntime"
+
+
+def _why_not_onnxruntime(cfg: DictConfig, models: list[Any], device: torch.device) -> str | None:
+    """Why these teachers cannot run in onnxruntime (None when they can)."""
+    if device.type != "cpu":
+        return f"the device is {device.type}"
+    if bool(plain_value(cfg.distill.get("teacher_layers"))) and (cfg.distill.get("beta") or 0) > 0:
+        return "the method reads the teacher's layers"
+    if dist.world_size() > 1:
+        return "under torchrun"
+    if not all(isinstance(m, nn.Module) and any(True for _ in m.parameters()) for m in models):
+        return "the teacher is a black box already"
+    return None
+
+
+def settle_teacher_runtime(
+    cfg: DictConfig, teacher: nn.Module | None, teacher_path: Path | None, data: Splits, settings: TrainerSettings
+) -> TrainerSettings:
+    """With ``teacher_backend`` and ``teacher_precision`` both ``auto`` on a CPU with native bf16, the
+    teacher runs where it is faster on this machine: PyTorch in bf16 or onnxruntime in float32,
+    measured once per teacher and CPU and remembered under ``cache.dir``. Elsewhere the settings
+    stay as they are (without native bf16, float32 in onnxruntime wins; on a GPU, bf16 in PyTorch)."""
+    from dataclasses import replace
+
+    from distill.engine.fit import fast_bf16
+    from distill.engine.teacher_backend import faster_teacher_runtime
+
+    device = settings.torch_device()
+    if (settings.teacher_backend, settings.teacher_precision) != ("auto", "auto") or not fast_bf16(device):
+        return settings
+    if teacher is None or teacher_path is None or _extra_teachers(cfg) or device.type != "cpu":
+        return settings
+    if _why_not_onnxruntime(cfg, [teacher], device) is not None:
+        return settings
+    images = data.train_x[: min(64, settings.eval_batch_size, len(data.train_x))].float().div(255)
+    choice, speeds = faster_teacher_runtime(
+        teacher, file_digest(teacher_path), Path(str(cfg.cache.dir)), images, settings.threads, settings.channels_last
+    )
+    log.info(
+        "teacher runtime on this CPU: %s (PyTorch bf16 %s img/s, onnxruntime float32 %s img/s; %s %s)",
+        "onnxruntime float32" if choice == "onnxruntime" else "PyTorch bf16",
+        speeds.get("bf16_images_per_s"),
+        speeds.get("onnxruntime_images_per_s", "n/a"),
+        "measured now, kept in" if speeds["measured_now"] else "as measured before, in",
+        speeds["record"],
+    )
+    if choice == "onnxruntime":
+        return replace(settings, teacher_backend="onnxruntime", teacher_precision="32")
+    return replace(settings, teacher_backend="torch", teacher_precision="bf16-mixed")
 
 
 def _tap_once(teacher: nn.Module, names: list[str], example: torch.Tensor) -> list[torch.Tensor]:
@@ -580,6 +609,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             else (None, None)
         )
         extra = [load_frozen(weights_path(str(p)), data, device, settings)[0] for p in _extra_teachers(cfg)]
+        if teacher is not None and not getattr(teacher, "takes_index", False):
+            settings = settle_teacher_runtime(cfg, teacher, teacher_path, data, settings)
         teachers = Teachers([teacher, *extra], precision=settings.teacher_autocast()) if teacher is not None else None
     if dist.is_main():
         save_resolved_config(cfg, run_dir)

@@ -59,6 +59,8 @@ CASES = [
     (["eval", "run=/nonexistent"], ["/nonexistent does not exist"]),
     (["export"], ["run must be given"]),
     (["report", "/nonexistent"], ["is not a folder"]),
+    (["train", "teacher=onnx", "teacher.path=/"], ["teacher.path=/ is a folder; give the file itself"]),
+    (["train", "cache.dir=/etc/passwd"], ["cache.dir=/etc/passwd", "file"]),
 ]
 
 

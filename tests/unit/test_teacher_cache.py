@@ -40,6 +40,9 @@ def test_every_input_of_the_outputs_changes_the_key():
         {"taps": []},
         {"precision": "bf16-mixed"},
         {"dataset": {"name": "digits", "val_fraction": 0.2}},
+        {"distill_version": "0.0.0"},
+        {"torch_version": "1.0.0"},
+        {"augment_code": "0" * 12},
     ):
         assert _key(**change).digest() != base, change
     assert _key().digest() == base
@@ -73,4 +76,4 @@ def test_cached_outputs_match_the_live_teacher_on_the_same_views(tmp_path):
     again = open_entry(entry.path)
     assert again is not None and np.array_equal(again.logits, entry.logits)
     assert [r["path"] for r in list_entries(tmp_path)] == [entry.path]
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folder left
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folder or lock left
