@@ -191,3 +191,41 @@ def test_resume_never_replays_code_from_a_run_folder(override, tmp_path):
     (run / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(["student=mlp", override]))
     result = run_cli_here("train", f"resume={run}", cwd=tmp_path)
     _one_line(result, "overrides.yaml", "replays plain config values only")
+
+
+def _crafted_cache_entry(root: Path, node: dict, tmp_path: Path) -> Path:
+    """A cache entry as a teammate could drop into a shared cache: built for real, then its key's
+    dataset replaced by ``node`` and the folder renamed to the new key's digest (anyone can compute it)."""
+    from dataclasses import asdict
+
+    from distill.engine.cache import CacheKey, build_entry, file_digest, tensor_digest
+    from distill.engine.checkpoint import load_model
+
+    weights = _weights(tmp_path / "teacher" / "checkpoints" / "best.safetensors", {})
+    teacher = load_model(weights)[0]
+    data = digits(augment="none")
+    key = CacheKey(
+        teacher=file_digest(weights), images=tensor_digest(data.train_x),
+        dataset={"_target_": "distill.data.embedded.digits", "augment": "none"}, augment="none", views=1, seed=0,
+    )  # fmt: skip
+    entry = build_entry(
+        root, key, teacher, [], data.train_x, device=torch.device("cpu"), meta={"teacher_path": str(weights)}
+    )
+    key.dataset = node
+    meta = json.loads((entry.path / "meta.json").read_text())
+    meta["key"] = asdict(key)
+    (entry.path / "meta.json").write_text(json.dumps(meta))
+    crafted = entry.path.rename(root / key.digest())
+    return crafted
+
+
+def test_a_cache_entry_never_calls_what_its_key_names(payload, tmp_path):
+    node, marker = payload
+    root = tmp_path / "cache"
+    crafted = _crafted_cache_entry(root, node, tmp_path)
+    listed = run_cli_here("cache", "ls", f"dir={root}", cwd=tmp_path)
+    assert listed.returncode == 0 and crafted.name[:8] in listed.stdout, listed.stdout + listed.stderr
+    result = run_cli_here("cache", "verify", f"dir={root}", cwd=tmp_path)
+    _one_line(result)
+    assert "key.dataset._target_=" in result.stdout + result.stderr, result.stdout + result.stderr
+    assert not marker.exists()
