@@ -55,4 +55,10 @@ def run(stage: str, overrides: list[str] | tuple[str, ...] = (), config_dir: str
     if "paths" in cfg and not any(o.startswith("paths.output_dir=") for o in overrides):
         stamp = datetime.now().strftime("%Y-%m-%d/%H-%M-%S_%f")
         cfg.paths.output_dir = str(Path(str(cfg.paths.root)) / stage / stamp)
-    return module.run(cfg)
+    from distill.stages.common import API_OVERRIDES
+
+    token = API_OVERRIDES.set(tuple(overrides))
+    try:
+        return module.run(cfg)
+    finally:
+        API_OVERRIDES.reset(token)

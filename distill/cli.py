@@ -356,6 +356,8 @@ def main(argv: list[str] | None = None) -> None:
         _fail(stage, f"unknown stage {stage!r}{closest(stage, STAGES)}; stages: {', '.join(STAGES)}")
     if stage in _POSITIONAL and args and not args[0].startswith("-") and "=" not in args[0]:
         args[0] = f"{_POSITIONAL[stage]}={args[0]}"
+    if stage == "cache":  # a key prefix such as 788e91 or 0123 is text, not the number Hydra would read
+        args = [f"entry='{a[6:]}'" if a.startswith("entry=") and a[6:7] not in ("'", '"') else a for a in args]
     # Hydra's parser wants -m before the overrides; users write it anywhere.
     args = [a for a in args if a in ("-m", "--multirun")] + [a for a in args if a not in ("-m", "--multirun")]
     if stage in ("train", "teacher") and any(a.startswith("resume=") for a in args):

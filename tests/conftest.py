@@ -33,18 +33,20 @@ def make_cfg(tmp_path: Path):
     GlobalHydra.instance().clear()
 
 
-def run_cli(*args: str, cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
-    """Runs ``distill ARGS`` in a subprocess (the real CLI, as a user types it)."""
+def launch(*args: str, cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Runs ``python -m distill ARGS`` in a new process, as a user types it: for what is about the
+    process boundary (signals, kills, torchrun, the README's commands, the exit of the interpreter)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "0"}
     return subprocess.run(
         [sys.executable, "-m", "distill", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env
     )
 
 
-def run_cli_here(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    """``distill ARGS`` through ``distill.cli.main`` in this process: the same parsing, checks and
-    messages as the command, without a new interpreter's start-up (8 s of imports on 2 cores).
-    For what a user sees before a run starts (bad input); runs and sweeps use :func:`run_cli`."""
+def run_cli(*args: str, cwd: Path, timeout: int | None = None) -> subprocess.CompletedProcess:
+    """``distill ARGS`` through ``distill.cli.main`` in this process: the same parsing, checks, runs,
+    sweeps and messages as the command, without a new interpreter's start-up (8 s of imports on 2
+    cores). What is about the process itself goes through :func:`launch`. ``timeout`` is ignored
+    (kept so a call reads like :func:`launch`)."""
     import contextlib
     import io
 

@@ -1,11 +1,12 @@
 """The teacher ``distill train`` finds or trains for itself when no ``teacher.checkpoint`` is given.
 
 The teacher is trained with the ``teacher`` stage's own recipe (``conf/teacher.yaml``: epochs,
-optimizer, schedule) and this run's device settings. A finished teacher run under ``paths.root``
-is reused only when it was trained with that same recipe on the same data; the run reused and how
-it was trained are logged. Runs that need the same teacher at once take turns on a lock: one trains,
-the others wait and reuse it. A teacher run that was interrupted (Ctrl-C, SIGTERM, a killed job)
-is continued by the next run that needs it, from its last saved state.
+optimizer, schedule) and this run's device settings; ``trainer.epochs`` given on the command line
+(or to ``api.run``) sets its epochs too, so a smoke run or a test stays short. A finished teacher
+run under ``paths.root`` is reused only when it was trained with that same recipe on the same data;
+the run reused and how it was trained are logged. Runs that need the same teacher at once take
+turns on a lock: one trains, the others wait and reuse it. A teacher run that was interrupted
+(Ctrl-C, SIGTERM, a killed job) is continued by the next run that needs it, from its last state.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from distill.engine.runs import finished_runs, flatten
-from distill.stages.common import compose_stage, plain_config
+from distill.stages.common import compose_stage, given_overrides, plain_config
 
 log = logging.getLogger("distill")
 
@@ -47,6 +48,10 @@ def teacher_config(cfg: DictConfig, run_dir: Path | None = None) -> DictConfig:
     tcfg.paths.output_dir = str(run_dir or Path(str(cfg.paths.root)) / "teacher" / stamp)
     for key in DEVICE_KEYS:
         tcfg.trainer[key] = cfg.trainer[key]
+    # trainer.epochs given for this run (a smoke run, a test) applies to its teacher too; set in a
+    # config or an experiment, it is the student's and the teacher keeps its recipe's
+    if any(o.lstrip("+").split("=", 1)[0] == "trainer.epochs" for o in given_overrides()):
+        tcfg.trainer.epochs = cfg.trainer.epochs
     return tcfg
 
 

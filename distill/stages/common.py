@@ -5,6 +5,7 @@ Parts below ``distill/`` take typed arguments; this is the one place that reads 
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import random
 from pathlib import Path
@@ -362,6 +363,23 @@ def resume_state(cfg: DictConfig) -> dict | None:
             "(the configs under conf/ changed, or it was started from another folder)"
         )
     return state
+
+
+# The overrides of a run started through distill.api.run (on the command line, Hydra keeps them).
+API_OVERRIDES: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar("api_overrides", default=())
+
+
+def given_overrides() -> list[str]:
+    """The overrides the user gave for this run: Hydra's record of the command line, or those given
+    to ``distill.api.run``."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        if HydraConfig.initialized():
+            return list(HydraConfig.get().overrides.task)
+    except (ImportError, ValueError):
+        pass
+    return list(API_OVERRIDES.get())
 
 
 def compose_stage(name: str, overrides: list[str]) -> DictConfig:

@@ -7,7 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import run_cli, run_cli_here
+import pytest
+
+from tests.conftest import run_cli
 from tests.integration.test_cache_cli import RUN, _entries, _summaries, _train_teacher
 
 # A build that dies on its third batch, as one killed by the OOM killer or a cluster's scheduler does.
@@ -52,12 +54,12 @@ def test_a_damaged_entry_is_rebuilt_by_train_and_seen_by_ls_verify_clear(tmp_pat
     assert [p.name for p in (tmp_path / "outputs" / "cache").iterdir() if p.name.startswith(".")] == []
 
     (entry / "meta.json").write_text("{not json")
-    result = run_cli_here("cache", "ls", cwd=tmp_path)
+    result = run_cli("cache", "ls", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert entry.name in result.stdout and "damaged: meta.json is unreadable" in result.stdout
-    result = run_cli_here("cache", "verify", cwd=tmp_path)
+    result = run_cli("cache", "verify", cwd=tmp_path)
     assert "1 of 1 cache entries failed" in _one_error_line(result) and "damaged" in result.stdout
-    result = run_cli_here("cache", "clear", f"entry={entry.name[:6]}", cwd=tmp_path)
+    result = run_cli("cache", "clear", f"entry={entry.name[:6]}", cwd=tmp_path)
     assert result.returncode == 0 and "removed 1 cache entries" in result.stdout, result.stderr
     assert not entry.exists() and not _entries(tmp_path)
 
@@ -69,11 +71,11 @@ def test_a_killed_build_is_listed_and_cleared(tmp_path):
     (orphan,) = [p for p in cache.iterdir() if p.is_dir()]
     assert orphan.name.startswith(".") and (orphan / "logits.npy").is_file()
 
-    result = run_cli_here("cache", "ls", f"dir={cache}", cwd=tmp_path)
+    result = run_cli("cache", "ls", f"dir={cache}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert orphan.name in result.stdout and "unfinished build" in result.stdout
     assert "0 entries (0 damaged), 1 unfinished builds" in " ".join(result.stdout.split())  # the title may wrap
-    result = run_cli_here("cache", "clear", f"dir={cache}", cwd=tmp_path)
+    result = run_cli("cache", "clear", f"dir={cache}", cwd=tmp_path)
     assert result.returncode == 0 and "1 unfinished builds" in result.stdout, result.stderr
     assert list(cache.iterdir()) == [], "the temporary folder and its lock file are gone"
 
@@ -81,10 +83,20 @@ def test_a_killed_build_is_listed_and_cleared(tmp_path):
 def test_a_cache_dir_that_is_a_file_is_one_line(tmp_path):
     file = tmp_path / "not_a_folder"
     file.write_text("")
-    result = run_cli_here("train", "student=mlp", "teacher=lenet5", f"cache.dir={file}", cwd=tmp_path)
+    result = run_cli("train", "student=mlp", "teacher=lenet5", f"cache.dir={file}", cwd=tmp_path)
     assert f"cache.dir={file} is a file, not a folder" in _one_error_line(result)
     for action in ("ls", "verify", "clear"):
-        result = run_cli_here("cache", action, f"dir={file}", cwd=tmp_path)
+        result = run_cli("cache", action, f"dir={file}", cwd=tmp_path)
         assert f"dir={file} is a file, not a folder" in _one_error_line(result), action
-    result = run_cli_here("cache", "ls", f"dir={tmp_path / 'none_yet'}", cwd=tmp_path)
+    result = run_cli("cache", "ls", f"dir={tmp_path / 'none_yet'}", cwd=tmp_path)
     assert result.returncode == 0 and "no entries" in result.stdout, result.stderr
+
+
+@pytest.mark.parametrize("prefix", ["788e91", "0123", "1e5"])
+def test_a_key_prefix_that_looks_like_a_number_stays_text(prefix, tmp_path):
+    """Hydra would read entry=788e91 as 7.88e+93 and entry=0123 as 123: the prefix must reach the cache as typed."""
+    cache = tmp_path / "cache"
+    (cache / f"{prefix}{'0' * (24 - len(prefix))}").mkdir(parents=True)
+    result = run_cli("cache", "clear", f"entry={prefix}", f"dir={cache}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert not any(cache.iterdir()), "the entry with that prefix was removed"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from safetensors.torch import save_file
 
-from tests.conftest import run_cli, run_cli_here
+from tests.conftest import launch, run_cli
 
 
 def _check_one_line_error(result, *needles: str) -> None:
@@ -66,7 +66,7 @@ CASES = [
 
 @pytest.mark.parametrize("args,needles", CASES, ids=[" ".join(a) for a, _ in CASES])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args, needles):
-    result = run_cli_here(*args, cwd=tmp_path)
+    result = run_cli(*args, cwd=tmp_path)
     _check_one_line_error(result, *needles)
     assert not (tmp_path / "outputs").exists()
     assert not Path("/nonexistent").exists()
@@ -82,10 +82,10 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args, needles
     ],
 )
 def test_bad_weight_files_are_refused_without_unpickling(tmp_path, bad_files, kind, needle):
-    result = run_cli_here("eval", f"run={bad_files[kind]}", cwd=tmp_path)
+    result = run_cli("eval", f"run={bad_files[kind]}", cwd=tmp_path)
     _check_one_line_error(result, needle)
     if kind != "foreign":  # a plain safetensors state dict is a valid teacher checkpoint
-        result = run_cli_here("train", f"teacher.checkpoint={bad_files[kind]}", cwd=tmp_path)
+        result = run_cli("train", f"teacher.checkpoint={bad_files[kind]}", cwd=tmp_path)
         _check_one_line_error(result, "teacher.checkpoint", needle)
         assert not (tmp_path / "outputs").exists()
 
@@ -103,7 +103,7 @@ def test_bad_weight_files_are_refused_without_unpickling(tmp_path, bad_files, ki
 def test_the_command_itself_reports_in_one_line(tmp_path, bad_files, args, needles):
     """The same through a new ``python -m distill`` process, as a user types it."""
     args = [a.replace("PICKLE", str(bad_files["pickle"])) for a in args]
-    result = run_cli(*args, cwd=tmp_path, timeout=120)
+    result = launch(*args, cwd=tmp_path, timeout=120)
     _check_one_line_error(result, *needles)
     assert not (tmp_path / "outputs").exists()
 
@@ -192,7 +192,7 @@ def _no_finished_run(out: Path) -> None:
 def test_a_bad_image_folder_is_one_line_naming_the_path(tmp_path, kind):
     root, bad = _bad_image_folder(kind, tmp_path)
     out = tmp_path / "outputs"
-    result = run_cli_here(
+    result = run_cli(
         "teacher", "dataset=imagefolder", f"dataset.root={root}", "teacher=mlp", "trainer.epochs=1",
         f"paths.root={out}", "trainer.progress=off", cwd=tmp_path,
     )  # fmt: skip
@@ -231,7 +231,7 @@ def _onnx_teacher(folder: Path, meta: str) -> Path:
 def test_a_bad_model_json_beside_an_onnx_teacher_is_one_line(tmp_path, meta, needle):
     onnx_file = _onnx_teacher(tmp_path / "teacher", meta)
     out = tmp_path / "outputs"
-    result = run_cli_here(
+    result = run_cli(
         "train", "teacher=onnx", f"teacher.path={onnx_file}", "student=mlp", f"paths.root={out}", cwd=tmp_path
     )
     _check_one_line_error(result, "teacher.path: ", str(onnx_file.with_suffix(".json")), needle)
@@ -248,7 +248,7 @@ def test_a_path_hydra_reads_only_quoted_gets_the_quoting_that_works(tmp_path, na
 
     root = tmp_path / name
     out = tmp_path / "outputs"
-    result = run_cli_here("teacher", "dataset=imagefolder", f"dataset.root={root}", f"paths.root={out}", cwd=tmp_path)
+    result = run_cli("teacher", "dataset=imagefolder", f"dataset.root={root}", f"paths.root={out}", cwd=tmp_path)
     _check_one_line_error(result, f"dataset.root={root}: quote the value for Hydra inside the shell's quotes: ")
     assert not out.exists()
     override = shlex.split(result.stderr.split("inside the shell's quotes: ", 1)[1])[0]  # what the shell passes on
@@ -261,20 +261,20 @@ def test_the_suggested_quoting_trains_and_spaces_need_none(tmp_path):
     root = _image_folder(tmp_path / "fotos_ü")
     out = tmp_path / "outputs"
     fast = ["teacher=mlp", "trainer.epochs=1", "trainer.progress=off", "trainer.threads=2", f"paths.root={out}"]
-    result = run_cli_here("teacher", "dataset=imagefolder", f'dataset.root="{root}"', *fast, cwd=tmp_path)
+    result = run_cli("teacher", "dataset=imagefolder", f'dataset.root="{root}"', *fast, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert len(list(out.rglob("summary.json"))) == 1
     # Spaces are fine unquoted for Hydra (the shell's quotes suffice): the value reaches the builder whole.
     spaced = tmp_path / "my photos"
     (spaced / "train").mkdir(parents=True)
     (spaced / "val").mkdir()
-    result = run_cli_here("teacher", "dataset=imagefolder", f"dataset.root={spaced}", *fast, cwd=tmp_path)
+    result = run_cli("teacher", "dataset=imagefolder", f"dataset.root={spaced}", *fast, cwd=tmp_path)
     _check_one_line_error(result, f"no class folders in {spaced / 'train'}")
 
 
 def test_the_comma_in_a_path_gets_the_quoting_that_works(tmp_path):
     root = tmp_path / "a,b"
-    result = run_cli_here("teacher", "dataset=imagefolder", f"dataset.root={root}", cwd=tmp_path)
+    result = run_cli("teacher", "dataset=imagefolder", f"dataset.root={root}", cwd=tmp_path)
     _check_one_line_error(result, f"dataset.root={root}: Hydra reads the commas as values to sweep over", f'"{root}"')
 
 
@@ -285,7 +285,7 @@ def test_the_printed_quoting_works_in_a_real_shell(tmp_path):
     import sys
 
     root = tmp_path / "fotos_ü"
-    result = run_cli_here("teacher", "dataset=imagefolder", f"dataset.root={root}", cwd=tmp_path)
+    result = run_cli("teacher", "dataset=imagefolder", f"dataset.root={root}", cwd=tmp_path)
     suggested = result.stderr.split("inside the shell's quotes: ", 1)[1].rsplit(" (", 1)[0].strip()
     command = f"{shlex.quote(sys.executable)} -m distill teacher dataset=imagefolder {suggested} --cfg job"
     shown = subprocess.run(["bash", "-c", command], cwd=tmp_path, capture_output=True, text=True, timeout=120)

@@ -10,7 +10,7 @@ import torch
 
 from distill.data.embedded import digits
 from distill.engine.checkpoint import load_model, load_state
-from tests.conftest import run_cli
+from tests.conftest import launch, run_cli
 
 TINY = ["teacher=lenet5", "student=mlp", "student.kwargs.hidden=[64]", "trainer.threads=2", "trainer.progress=off"]
 
@@ -21,9 +21,9 @@ def _runs(root: Path, stage: str) -> list[Path]:
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> Path:
-    """A folder in which `distill train` ran once, training its teacher first."""
+    """A folder in which `distill train` ran once, as a user types it, training its teacher first."""
     root = tmp_path_factory.mktemp("e2e")
-    result = run_cli("train", *TINY, "trainer.epochs=3", cwd=root)
+    result = launch("train", *TINY, "trainer.epochs=3", cwd=root)
     assert result.returncode == 0, result.stderr[-3000:]
     return root
 
@@ -61,7 +61,8 @@ def test_train_writes_a_self_describing_run_folder(workdir):
 
 def test_second_run_reuses_the_teacher(workdir):
     before = _runs(workdir, "teacher")
-    result = run_cli("train", *TINY, "trainer.epochs=1", "distill.temperature=2", cwd=workdir)
+    # the same trainer.epochs: the teacher trained with the first run's recipe (3 epochs) is the one asked for
+    result = run_cli("train", *TINY, "trainer.epochs=3", "distill.temperature=2", cwd=workdir)
     assert result.returncode == 0, result.stderr[-3000:]
     assert _runs(workdir, "teacher") == before
     newest = max(_runs(workdir, "train"), key=lambda p: p.name)
@@ -130,9 +131,9 @@ def test_sweep_ends_with_a_table_and_report_reprints_it(workdir):
 
 
 def test_help_lists_stages_and_every_group(tmp_path):
-    top = run_cli("--help", cwd=tmp_path)
+    top = launch("--help", cwd=tmp_path)
     assert top.returncode == 0 and all(s in top.stdout for s in ("train", "teacher", "eval", "export", "report"))
-    stage = run_cli("train", "--help", cwd=tmp_path)
+    stage = launch("train", "--help", cwd=tmp_path)
     assert stage.returncode == 0
     for text in (
         "teacher:",

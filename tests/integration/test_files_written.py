@@ -12,7 +12,7 @@ import torch
 
 from distill.engine.checkpoint import load_state, save_state
 from distill.errors import UserError
-from tests.conftest import run_cli_here
+from tests.conftest import run_cli
 
 
 @pytest.fixture
@@ -76,7 +76,7 @@ def test_a_full_disk_is_one_line_and_keeps_the_last_good_state(small_disk):
 
 def test_a_run_on_a_full_disk_says_so_in_one_line(small_disk, tmp_path):
     """A run whose checkpoint does not fit: one line naming the file, exit 2, no traceback."""
-    result = run_cli_here(
+    result = run_cli(
         "teacher", "teacher=mlp", "teacher.kwargs.hidden=[2048]", "dataset=digits", "trainer.epochs=1",
         "trainer.progress=off", f"paths.root={small_disk}", f"paths.output_dir={small_disk / 'run'}",
         cwd=tmp_path,

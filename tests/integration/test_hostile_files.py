@@ -18,7 +18,7 @@ import torch
 from distill.data.embedded import digits
 from distill.engine.checkpoint import ModelSpec, save_weights
 from distill.models.registry import build_model
-from tests.conftest import run_cli_here
+from tests.conftest import run_cli
 
 
 class _Payload:
@@ -87,7 +87,7 @@ def test_a_stored_dataset_config_never_calls_what_it_names(stage, payload, tmp_p
         "export": ["export", f"run={weights}", f"output={tmp_path / 'm.onnx'}"],
         "compare": ["compare", f"teacher.checkpoint={weights}", "compress=[]"],
     }[stage]
-    result = run_cli_here(*args, f"paths.root={tmp_path / 'outputs'}", cwd=tmp_path)
+    result = run_cli(*args, f"paths.root={tmp_path / 'outputs'}", cwd=tmp_path)
     _one_line(result, str(weights), "config.dataset._target_=")
     assert not marker.exists()
 
@@ -95,7 +95,7 @@ def test_a_stored_dataset_config_never_calls_what_it_names(stage, payload, tmp_p
 def test_the_same_file_with_distills_own_dataset_works(tmp_path):
     """The control: the refusal above is about the target, not about crafted files in general."""
     weights = _weights(tmp_path / "fine.safetensors", {"dataset": {"_target_": "distill.data.embedded.digits"}})
-    result = run_cli_here("eval", f"run={weights}", f"paths.root={tmp_path / 'outputs'}", cwd=tmp_path)
+    result = run_cli("eval", f"run={weights}", f"paths.root={tmp_path / 'outputs'}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert json.loads((tmp_path / "eval.json").read_text())["images"] > 0  # beside a weights file of no run
 
@@ -110,7 +110,7 @@ def test_the_same_file_with_distills_own_dataset_works(tmp_path):
 )
 def test_stored_dataset_arguments_are_plain_values_the_builder_takes(dataset, needle, tmp_path):
     weights = _weights(tmp_path / "odd.safetensors", {"dataset": dataset})
-    result = run_cli_here("eval", f"run={weights}", f"paths.root={tmp_path / 'outputs'}", cwd=tmp_path)
+    result = run_cli("eval", f"run={weights}", f"paths.root={tmp_path / 'outputs'}", cwd=tmp_path)
     _one_line(result, str(weights), needle)
 
 
@@ -150,7 +150,7 @@ def test_a_stored_model_description_is_data(changes, needle, tmp_path):
         ["eval", f"run={weights}"],
         ["train", "dataset=digits", "student=mlp", "teacher=mlp", f"teacher.checkpoint={weights}", "trainer.epochs=1"],
     ):
-        result = run_cli_here(*args, f"paths.root={tmp_path / 'outputs'}", cwd=tmp_path)
+        result = run_cli(*args, f"paths.root={tmp_path / 'outputs'}", cwd=tmp_path)
         _one_line(result, str(weights), needle)
     assert not (tmp_path / "outputs" / "train").exists(), "nothing was started"
 
@@ -189,7 +189,7 @@ def test_resume_never_replays_code_from_a_run_folder(override, tmp_path):
     (run / "checkpoints" / "state.pt").write_bytes(b"")
     (run / "config.yaml").write_text(yaml.safe_dump({"stage": "train"}))
     (run / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(["student=mlp", override]))
-    result = run_cli_here("train", f"resume={run}", cwd=tmp_path)
+    result = run_cli("train", f"resume={run}", cwd=tmp_path)
     _one_line(result, "overrides.yaml", "replays plain config values only")
 
 
@@ -223,9 +223,9 @@ def test_a_cache_entry_never_calls_what_its_key_names(payload, tmp_path):
     node, marker = payload
     root = tmp_path / "cache"
     crafted = _crafted_cache_entry(root, node, tmp_path)
-    listed = run_cli_here("cache", "ls", f"dir={root}", cwd=tmp_path)
+    listed = run_cli("cache", "ls", f"dir={root}", cwd=tmp_path)
     assert listed.returncode == 0 and crafted.name[:8] in listed.stdout, listed.stdout + listed.stderr
-    result = run_cli_here("cache", "verify", f"dir={root}", cwd=tmp_path)
+    result = run_cli("cache", "verify", f"dir={root}", cwd=tmp_path)
     _one_line(result)
     assert "key.dataset._target_=" in result.stdout + result.stderr, result.stdout + result.stderr
     assert not marker.exists()

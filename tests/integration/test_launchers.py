@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import yaml
 
-from tests.conftest import run_cli
+from tests.conftest import launch, run_cli
 
 SMALL = ["student=mlp", "student.kwargs.hidden=[32]", "trainer.epochs=2", "trainer.progress=off"]
 
 
+@pytest.mark.slow
 def test_parallel_launcher_runs_every_member(tmp_path):
     sweep = tmp_path / "par"
-    done = run_cli(
+    done = launch(
         "train",
         "-m",
         "hydra/launcher=parallel",
@@ -32,13 +34,14 @@ def test_parallel_launcher_runs_every_member(tmp_path):
     assert launcher["_target_"].endswith("JoblibLauncher") and launcher["n_jobs"] == 2
 
 
+@pytest.mark.slow
 def test_optuna_search_reports_its_best_trial(tmp_path):
     teacher = tmp_path / "teacher"
     args = ["teacher=lenet5", "trainer.epochs=1", "trainer.progress=off", f"hydra.run.dir={teacher}"]
     done = run_cli("teacher", *args, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     sweep = tmp_path / "opt"
-    done = run_cli(
+    done = launch(
         "train",
         "-m",
         "hydra/sweeper=kd_search",
@@ -74,9 +77,10 @@ def test_a_diverged_member_fails_alone_and_the_sweep_goes_on(tmp_path):
     assert done.returncode == 2 and "loss became" in done.stderr and "Traceback" not in done.stderr
 
 
+@pytest.mark.slow
 def test_optuna_records_a_diverged_trial_as_failed_and_goes_on(tmp_path):
     sweep = tmp_path / "opt"
-    done = run_cli(
+    done = launch(
         "train",
         "-m",
         "hydra/sweeper=kd_search",

@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import FAST, run_cli
 
 # CRD keeps memory banks (loss-function state) and draws negatives from the global RNG; dropout in
@@ -67,6 +69,7 @@ def _figures(run: Path) -> dict:
     return {k: s[k] for k in ("test_acc", "last_test_acc", "val_acc", "best_epoch")}
 
 
+@pytest.mark.slow
 def test_killed_and_stopped_runs_resume_to_the_same_metrics(tmp_path):
     teacher = tmp_path / "teacher"
     done = run_cli("teacher", "teacher=lenet5", "trainer.epochs=1", *FAST, f"hydra.run.dir={teacher}", cwd=tmp_path)
@@ -80,6 +83,13 @@ def test_killed_and_stopped_runs_resume_to_the_same_metrics(tmp_path):
     run = tmp_path / "killed"
     state = run / "checkpoints" / "state.pt"
     proc = _popen(["train", *common, "trainer.save_every_steps=4", f"hydra.run.dir={run}"], tmp_path)
+    # a polite stop first, while the run is young: SIGTERM finishes the step, saves, exits 143 with the resume command
+    assert _wait_for_new(state, proc, None), "the run ended before its first saved state"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err[-3000:]
+    assert f"distill train resume={run}" in err and "Traceback" not in err
+    proc = _popen(["train", f"resume={run}"], tmp_path)
     kills = []
     for _ in range(3):  # SIGKILL at a random moment while it trains (after a state write), then resume
         if not _wait_for_new(state, proc, _mtime(state)):
@@ -91,15 +101,6 @@ def test_killed_and_stopped_runs_resume_to_the_same_metrics(tmp_path):
         proc.wait()
         kills.append(len(_metrics(run)))
         proc = _popen(["train", f"resume={run}"], tmp_path)
-    # and a polite stop: SIGTERM finishes the step, saves, exits 143 with the resume command
-    if _wait_for_new(state, proc, _mtime(state)):
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=120)
-        if proc.returncode != 0:  # it may have finished first
-            assert proc.returncode == 143, err[-3000:]
-            assert f"distill train resume={run}" in err
-            assert "Traceback" not in err
-            proc = _popen(["train", f"resume={run}"], tmp_path)
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err[-3000:]
     assert kills, "the run finished before it could be killed"
@@ -112,15 +113,15 @@ def test_killed_and_stopped_runs_resume_to_the_same_metrics(tmp_path):
 
 
 def test_teacher_stage_resumes_from_an_epoch_end(tmp_path):
-    args = ["teacher", "teacher=lenet5", "trainer.epochs=3", *FAST]
+    # a state every 2 steps: the kill lands right after the first one, long before the run could end
+    args = ["teacher", "teacher=lenet5", "trainer.epochs=3", "trainer.save_every_steps=2", *FAST]
     ref, run = tmp_path / "ref", tmp_path / "run"
     assert run_cli(*args, f"hydra.run.dir={ref}", cwd=tmp_path).returncode == 0
     proc = _popen([*args, f"hydra.run.dir={run}"], tmp_path)
-    _wait_for_new(run / "checkpoints" / "state.pt", proc, None)
+    assert _wait_for_new(run / "checkpoints" / "state.pt", proc, None), "the run ended before its first state"
     proc.kill()
     proc.wait()
-    if (run / "summary.json").exists():  # finished before the kill: nothing to show
-        return
+    assert not (run / "summary.json").exists(), "the run finished before the kill: nothing was tested"
     done = run_cli("teacher", f"resume={run}", "trainer.progress=off", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "resuming at epoch" in done.stdout + done.stderr

@@ -143,7 +143,14 @@ def test_a_damaged_state_file_is_refused_or_loads_intact(saved, how):
     _count("state files", "loaded intact")
 
 
-def test_report_fuzz_counts():
-    """Prints what the fuzzers tried (pytest -s shows it; the closing note quotes it)."""
+def test_the_fuzzers_saw_both_outcomes():
+    """Each fuzzer ran its examples and met inputs of both kinds: one whose cases were all accepted (or
+    all refused) would test one side only. Prints the counts (pytest -s shows them)."""
+    if len(COUNTS) < 3:
+        pytest.skip("reads what the three fuzzers above counted: run with them")
     for kind, outcomes in COUNTS.items():
         print(f"fuzz {kind}: {sum(outcomes.values())} cases, " + ", ".join(f"{k} {v}" for k, v in outcomes.items()))
+    overrides = COUNTS["config overrides"]
+    assert sum(overrides.values()) >= 100 and min(overrides.get("accepted", 0), overrides.get("refused", 0)) >= 10
+    for kind in ("weights files", "state files"):
+        assert sum(COUNTS[kind].values()) >= 100 and COUNTS[kind].get("refused", 0) >= 50, COUNTS[kind]
