@@ -55,8 +55,13 @@ def run(stage: str, overrides: list[str] | tuple[str, ...] = (), config_dir: str
     if "paths" in cfg and not any(o.startswith("paths.output_dir=") for o in overrides):
         stamp = datetime.now().strftime("%Y-%m-%d/%H-%M-%S_%f")
         cfg.paths.output_dir = str(Path(str(cfg.paths.root)) / stage / stamp)
+    from hydra.core.hydra_config import HydraConfig
+
     from distill.stages.common import API_OVERRIDES
 
+    # not inside a Hydra app: an earlier command run in this process (a notebook, a test) left its
+    # HydraConfig behind, which would make this run look like a member of that command's sweep
+    HydraConfig.instance().cfg = None
     token = API_OVERRIDES.set(tuple(overrides))
     try:
         return module.run(cfg)

@@ -18,6 +18,26 @@ from distill import config_dir
 FAST = ["trainer.threads=2", "trainer.progress=off"]
 
 
+@pytest.fixture(scope="session")
+def digits_teacher(tmp_path_factory) -> Path:
+    """A LeNet-5 teacher trained on digits for 4 epochs, trained once for the whole session and
+    shared by the tests that only read it (copy it with :func:`copy_run` to change it)."""
+    from distill import api
+
+    root = tmp_path_factory.mktemp("digits_teacher")
+    run = root / "teacher"
+    overrides = ["teacher=lenet5", "dataset=digits", "trainer.epochs=4", "sched.warmup_epochs=0", *FAST]
+    api.run("teacher", [*overrides, f"paths.root={root}", f"paths.output_dir={run}"])
+    return run
+
+
+def copy_run(run: Path, to: Path) -> Path:
+    """A copy of a run folder, for a test that changes it."""
+    import shutil
+
+    return Path(shutil.copytree(run, to))
+
+
 @pytest.fixture
 def make_cfg(tmp_path: Path):
     """Composes a stage's config with overrides; runs go under tmp_path/outputs."""
@@ -72,4 +92,7 @@ def run_cli(*args: str, cwd: Path, timeout: int | None = None) -> subprocess.Com
         else:
             os.environ["HYDRA_FULL_ERROR"] = old_env
         GlobalHydra.instance().clear()
+        from hydra.core.hydra_config import HydraConfig
+
+        HydraConfig.instance().cfg = None  # as when the process ends: no run's Hydra settings linger
     return subprocess.CompletedProcess(["distill", *args], code, out.getvalue(), err.getvalue())

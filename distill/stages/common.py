@@ -366,12 +366,14 @@ def resume_state(cfg: DictConfig) -> dict | None:
 
 
 # The overrides of a run started through distill.api.run (on the command line, Hydra keeps them).
-API_OVERRIDES: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar("api_overrides", default=())
+API_OVERRIDES: contextvars.ContextVar[tuple[str, ...] | None] = contextvars.ContextVar("api_overrides", default=None)
 
 
 def given_overrides() -> list[str]:
-    """The overrides the user gave for this run: Hydra's record of the command line, or those given
-    to ``distill.api.run``."""
+    """The overrides the user gave for this run: those given to ``distill.api.run``, or Hydra's record
+    of the command line."""
+    if API_OVERRIDES.get() is not None:
+        return list(API_OVERRIDES.get())
     try:
         from hydra.core.hydra_config import HydraConfig
 
@@ -379,7 +381,7 @@ def given_overrides() -> list[str]:
             return list(HydraConfig.get().overrides.task)
     except (ImportError, ValueError):
         pass
-    return list(API_OVERRIDES.get())
+    return []
 
 
 def compose_stage(name: str, overrides: list[str]) -> DictConfig:

@@ -5,10 +5,8 @@ import json
 from tests.conftest import FAST, run_cli
 
 
-def test_compare_measures_every_candidate(tmp_path):
-    teacher, student, out = tmp_path / "t", tmp_path / "s", tmp_path / "cmp"
-    done = run_cli("teacher", "teacher=lenet5", "trainer.epochs=4", *FAST, f"hydra.run.dir={teacher}", cwd=tmp_path)
-    assert done.returncode == 0, done.stderr[-2000:]
+def test_compare_measures_every_candidate(digits_teacher, tmp_path):
+    teacher, student, out = digits_teacher, tmp_path / "s", tmp_path / "cmp"
     args = ["teacher=lenet5", f"teacher.checkpoint={teacher}", "student=mlp", "student.kwargs.hidden=[32]"]
     done = run_cli("train", *args, "trainer.epochs=4", *FAST, f"hydra.run.dir={student}", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]

@@ -48,7 +48,9 @@ def test_train_writes_a_self_describing_run_folder(workdir):
     assert summary["stage"] == "train" and summary["temperature"] == 4.0 and summary["alpha"] == 0.5
     for key in ("test_acc", "last_test_acc", "params", "train_images_per_s", "teacher_test_acc"):
         assert isinstance(summary[key], (int, float)), key
-    assert 0.0 <= summary["test_acc"] <= 1.0 and summary["params"] == 64 * 64 + 64 + 64 * 10 + 10
+    # 3 epochs of a 3-epoch lenet5 teacher (0.54 here) into a 64-wide MLP: clearly above chance (0.1)
+    assert summary["test_acc"] > 0.25 and summary["teacher_test_acc"] > 0.3, summary
+    assert summary["params"] == 64 * 64 + 64 + 64 * 10 + 10
     assert summary["teacher_weights"] == str(teacher_run / "checkpoints" / "best.safetensors")
     env = json.loads((run / "env.json").read_text())
     assert {"python", "torch", "torchvision", "distill", "git_commit", "device"} <= set(env)

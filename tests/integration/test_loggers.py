@@ -19,7 +19,7 @@ def test_api_run_logs_to_tensorboard_and_mlflow(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     summary = api.run("train", [*TINY, "logger=[csv,tensorboard,mlflow]", f"paths.root={tmp_path / 'out'}"])
-    assert summary["stage"] == "train" and 0 <= summary["test_acc"] <= 1
+    assert summary["stage"] == "train"
     run_dir = tmp_path / "out" / "train"
     (summary_file,) = run_dir.glob("*/*/summary.json")
     assert json.loads(summary_file.read_text())["test_acc"] == summary["test_acc"]

@@ -12,8 +12,7 @@ from distill.data.embedded import digits
 from distill.engine.checkpoint import load_model, read_weights
 from distill.engine.loop import predict
 from distill.models.logits_teacher import write_logits_file
-from distill.stages import teacher as teacher_stage
-from tests.conftest import FAST, run_cli
+from tests.conftest import FAST, copy_run, run_cli
 
 METHODS = sorted(p.stem for p in (Path(config_dir()) / "distill").glob("*.yaml"))
 LENET5_PARAMS = 61_706  # the student's own parameters: connectors and heads are not saved with it
@@ -24,23 +23,10 @@ def _summary(run: Path) -> dict:
     return json.loads((run / "summary.json").read_text())
 
 
-@pytest.fixture(scope="module")
-def teacher_run(tmp_path_factory) -> Path:
-    """A LeNet-5 teacher trained on digits for a few epochs (through the Python API: faster)."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    root = tmp_path_factory.mktemp("methods")
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        cfg = compose(
-            config_name="teacher",
-            overrides=["teacher=lenet5", "trainer.epochs=4", "sched.warmup_epochs=0", f"paths.root={root}", *FAST],
-        )
-    GlobalHydra.instance().clear()
-    cfg.paths.output_dir = str(root / "teacher")
-    teacher_stage.run(cfg)
-    return root / "teacher"
+@pytest.fixture
+def teacher_run(digits_teacher) -> Path:
+    """The session's LeNet-5 digits teacher (4 epochs); these tests only read it."""
+    return digits_teacher
 
 
 def _method_args(name: str, teacher: Path) -> list[str]:
@@ -137,6 +123,7 @@ def test_inspect_lists_layers_shapes_and_the_auto_taps(tmp_path):
 
 
 def test_onnx_teacher_gives_the_same_soft_targets_as_its_pytorch_self(teacher_run, tmp_path):
+    teacher_run = copy_run(teacher_run, tmp_path / "teacher")  # export writes into the run folder
     result = run_cli("export", str(teacher_run), cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     onnx_file = teacher_run / "model.onnx"

@@ -28,16 +28,13 @@ def _metrics(run: Path) -> list[dict]:
     return [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
 
 
-@pytest.fixture(scope="module")
-def teacher(tmp_path_factory) -> Path:
-    """A lenet5 teacher on digits, trained for 4 epochs."""
-    root = tmp_path_factory.mktemp("promises")
-    run = root / "teacher"
-    api.run("teacher", ["teacher=lenet5", *DIGITS, "trainer.epochs=4", f"paths.root={root}", f"paths.output_dir={run}"])
-    return run
+@pytest.fixture
+def teacher(digits_teacher) -> Path:
+    """The session's LeNet-5 digits teacher (4 epochs); these tests only read it."""
+    return digits_teacher
 
 
-def test_bf16_mixed_trains_on_a_cpu_and_16_mixed_is_refused_there(tmp_path):
+def test_bf16_mixed_trains_on_a_cpu(tmp_path):
     runs = {}
     for precision in ("32", "bf16-mixed"):
         out = tmp_path / precision
@@ -48,8 +45,10 @@ def test_bf16_mixed_trains_on_a_cpu_and_16_mixed_is_refused_there(tmp_path):
     # the same seed and data: only the arithmetic differs, and it shows in the losses
     assert runs["32"][0]["train_loss"] != runs["bf16-mixed"][0]["train_loss"]
     assert runs["32"][0]["train_loss"] == pytest.approx(runs["bf16-mixed"][0]["train_loss"], rel=0.05)
-    if torch.cuda.is_available():
-        return
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="with a CUDA device, 16-mixed is accepted")
+def test_16_mixed_is_refused_without_a_gpu(tmp_path):
     refused = run_cli("teacher", "trainer.precision=16-mixed", cwd=tmp_path)
     assert refused.returncode == 2 and "16-mixed needs a CUDA device" in refused.stderr
 
@@ -146,6 +145,8 @@ def test_a_chain_of_different_models(tmp_path):
     )  # fmt: skip
     steps = summary["steps"]
     assert [s["model"] for s in steps] == ["resnet18", "lenet5", "mlp"]
+    first = json.loads((Path(steps[0]["run"]) / "summary.json").read_text())
+    assert first["epochs"] == 1, "trainer.epochs given for the chain applies to its first step too"
     for before, after in zip(steps, steps[1:]):  # each step learned from the run before it
         config = json.loads((Path(after["run"]) / "summary.json").read_text())
         assert config["teacher_weights"].startswith(str(Path(before["run"]).resolve()))
