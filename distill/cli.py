@@ -247,12 +247,13 @@ RESUME_MAY_CHANGE = ("trainer.progress", "trainer.threads", "trainer.num_workers
 
 def _reaches_code(override: Any) -> bool:
     """Whether an override read from a run folder could choose code: a Hydra key such as ``_target_``
-    (at any depth, in the key or inside a dict value), anything under ``hydra`` (callbacks, launchers,
-    environment), or text that is not an override at all."""
+    (at any depth, in the key or inside a dict value), an interpolation (``${oc.decode:...}`` makes a
+    ``_target_`` node when resolved), anything under ``hydra`` (callbacks, launchers, environment),
+    or text that is not an override at all."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    if not isinstance(override, str):
-        return True
+    if not isinstance(override, str) or "${" in override:
+        return True  # an interpolation is resolved later: ${oc.decode:...} or ${oc.create:...} can build a _target_
     try:
         parsed = OverridesParser.create().parse_override(override)
         value = parsed.value()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -174,7 +175,10 @@ def _spec_problem(spec: ModelSpec) -> str | None:
     fixed tables, never imported), its arguments plain values, its sizes whole numbers."""
     from distill.models.registry import TIMM_PREFIX, available_models
 
-    if not isinstance(spec.name, str) or not (spec.name in available_models() or spec.name.startswith(TIMM_PREFIX)):
+    # a timm name is a plain model name: timm reads "hf-hub:org/repo" or "local-dir:/path" as places to
+    # fetch a config from, which a file must not choose
+    timm_name = isinstance(spec.name, str) and re.fullmatch(rf"{TIMM_PREFIX}[A-Za-z0-9_.\-]+", spec.name)
+    if not isinstance(spec.name, str) or not (spec.name in available_models() or timm_name):
         return f"name={spec.name!r} is not a model distill knows (a torchvision or distill model, or timm/<name>)"
     sizes = {"num_classes": spec.num_classes, "in_channels": spec.in_channels}
     for key, value in sizes.items():

@@ -117,6 +117,17 @@ def _accepts(net: nn.Module, in_channels: int, size: tuple[int, int]) -> bool:
         net.train(was_training)
 
 
+def _pinned(timm) -> dict[str, Any]:
+    """timm's arguments that fetch or load something, set by us: a kwarg (possibly read from a weights
+    file) naming one is refused by Python's "multiple values" TypeError. Only those this timm has."""
+    import inspect
+
+    wanted = {"pretrained": False, "checkpoint_path": "", "pretrained_cfg": None, "pretrained_cfg_overlay": None}
+    wanted["cache_dir"] = None
+    accepted = inspect.signature(timm.create_model).parameters
+    return {k: v for k, v in wanted.items() if k in accepted}
+
+
 def timm_net(
     name: str,
     num_classes: int,
@@ -145,12 +156,8 @@ def timm_net(
     """
     timm = _timm()
     try:
-        # pretrained and checkpoint_path are ours to set: kwargs (possibly read from a weights file)
-        # naming either is refused by Python's "multiple values" TypeError below, so no kwarg makes
-        # timm download anything or torch.load a file of its choosing
-        net = timm.create_model(
-            name, pretrained=False, checkpoint_path="", num_classes=num_classes, in_chans=in_channels, **(kwargs or {})
-        )
+        # no kwarg makes timm download anything or torch.load a file of its choosing (see _pinned)
+        net = timm.create_model(name, **_pinned(timm), num_classes=num_classes, in_chans=in_channels, **(kwargs or {}))
     except RuntimeError as e:
         if "Unknown model" not in str(e):
             raise UserError(f"cannot build timm model {name} ({e})") from e

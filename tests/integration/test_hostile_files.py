@@ -130,6 +130,8 @@ def test_a_stored_download_flag_never_downloads(tmp_path):
         ({"kwargs": {"hidden": [{"_target_": "os.getcwd"}]}}, "model.kwargs="),
         ({"num_classes": True}, "model.num_classes=True"),
         ({"image_size": [8]}, "model.image_size=[8]"),
+        ({"name": "timm/hf-hub:someone/repo"}, "model.name='timm/hf-hub:someone/repo' is not a model"),
+        ({"name": "timm/local-dir:/tmp"}, "model.name='timm/local-dir:/tmp' is not a model"),
     ],
 )
 def test_a_stored_model_description_is_data(changes, needle, tmp_path):
@@ -164,9 +166,14 @@ def test_a_timm_model_description_cannot_load_a_checkpoint_of_its_choosing(tmp_p
     from distill.engine.checkpoint import build_from_spec
     from distill.errors import UserError
 
-    spec = _digits_spec(name="timm/resnet10t", kwargs={"checkpoint_path": str(evil)})
-    with pytest.raises(UserError, match="bad arguments for timm model resnet10t"):
-        build_from_spec(spec)
+    for kwargs in (
+        {"checkpoint_path": str(evil)},
+        {"pretrained": True},
+        {"pretrained_cfg_overlay": {"file": str(evil)}},
+    ):
+        spec = _digits_spec(name="timm/resnet10t", kwargs=kwargs)
+        with pytest.raises(UserError, match="bad arguments for timm model resnet10t"):
+            build_from_spec(spec)
     assert not marker.exists()
 
 
@@ -177,6 +184,8 @@ def test_a_timm_model_description_cannot_load_a_checkpoint_of_its_choosing(tmp_p
         "+hydra.callbacks.x._target_=os.getcwd",
         "distill.method={_target_: os.system}",
         "hydra.job.env_set.LD_PRELOAD=/tmp/x.so",
+        """distill.method='${oc.decode:"{_target_: builtins.print, _args_: [PWNED]}"}'""",
+        "distill.method=${oc.create:_target_\\: builtins.print}",
     ],
 )
 def test_resume_never_replays_code_from_a_run_folder(override, tmp_path):
