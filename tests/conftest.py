@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -16,6 +17,33 @@ from distill import config_dir
 
 # Small, fast settings for runs in tests: tiny models, 2 threads, no progress bar.
 FAST = ["trainer.threads=2", "trainer.progress=off"]
+ONE_EPOCH = ["trainer.epochs=1", *FAST]
+DIGITS = ["dataset=digits", *FAST]
+
+
+def outputs_root(tmp_path: Path) -> str:
+    """The override that puts a test's runs under ``tmp_path/outputs``."""
+    return f"paths.root={tmp_path / 'outputs'}"
+
+
+def read_summary(run: Path) -> dict:
+    return json.loads((run / "summary.json").read_text())
+
+
+def read_metrics(run: Path) -> list[dict]:
+    """A run's ``metrics.jsonl``, a dict per epoch."""
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def method_args(name: str, teacher: Path) -> list[str]:
+    """The teacher overrides for ``distill=NAME`` from the teacher run ``teacher``: online peers
+    train from scratch (no trained teacher); multi-teacher takes the same run as its second teacher."""
+    if name in ("online", "mutual"):
+        return ["teacher=lenet5"]
+    args = ["teacher=lenet5", f"teacher.checkpoint={teacher}"]
+    if name == "multi_teacher":
+        args.append(f"distill.teachers=[{teacher}]")
+    return args
 
 
 @pytest.fixture(scope="session")
@@ -96,3 +124,74 @@ def run_cli(*args: str, cwd: Path, timeout: int | None = None) -> subprocess.Com
 
         HydraConfig.instance().cfg = None  # as when the process ends: no run's Hydra settings linger
     return subprocess.CompletedProcess(["distill", *args], code, out.getvalue(), err.getvalue())
+
+
+# --- small models and files for unit tests -------------------------------------------------------
+
+# A ViT small enough to train and export in seconds: the same tokens, taps and graph as vit_tiny's
+# default width (as a dict for build_model, as overrides for the CLI through small_vit_overrides).
+SMALL_VIT = {"num_layers": 2, "num_heads": 2, "hidden_dim": 32, "mlp_dim": 64}
+
+
+def small_vit_overrides(group: str) -> list[str]:
+    """``SMALL_VIT`` as command-line overrides of ``group`` (``student`` or ``teacher``)."""
+    return [f"{group}.kwargs.{k}={v}" for k, v in SMALL_VIT.items()]
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny tensors: one thread is fastest, and does not stall when other work holds the cores."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def vit_classifier(side: int, channels: int, **kwargs):
+    """distill's vit_tiny for side x side images in a Classifier, with a head that does not start at zero."""
+    import torch
+    from torch import nn
+
+    from distill.models.registry import build_model
+
+    model = build_model("vit_tiny", 10, channels, (side, side), (0.5,) * channels, (0.25,) * channels, kwargs=kwargs)
+    nn.init.normal_(model.net.heads.head.weight, std=0.2)  # torchvision starts the head at zero: all logits 0
+    assert isinstance(model, torch.nn.Module)
+    return model
+
+
+@pytest.fixture(scope="session")
+def exported_vit(tmp_path_factory):
+    """A small 28x28x1 vit_tiny in a Classifier, exported as ``distill export`` does, with its model.json."""
+    import json
+
+    import torch
+
+    from distill.export.onnx import export_onnx
+
+    torch.manual_seed(0)
+    model = vit_classifier(28, 1, **SMALL_VIT).eval()
+    path = tmp_path_factory.mktemp("onnx") / "model.onnx"
+    export_onnx(model, torch.rand(2, 1, 28, 28), path)
+    meta = {"classes": [f"c{i}" for i in range(10)], "input": {"channels": 1, "height": 28, "width": 28}}
+    path.with_name("model.json").write_text(json.dumps(meta))
+    return model, path
+
+
+def linear_onnx(path: Path, chw: tuple = (1, 2, 2), k: int = 2, batch: int | str = "batch"):
+    """Writes a foreign ONNX graph, ``logits = flatten(x) @ W``, with the given batch and C, H, W
+    dimensions (numbers or names of free ones); returns ``W``."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    size = int(np.prod(chw)) if all(isinstance(d, int) for d in chw) else 12
+    w = np.random.default_rng(0).standard_normal((size, k)).astype(np.float32)
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, *chw])
+    y = helper.make_tensor_value_info("logits", TensorProto.FLOAT, [batch, k])
+    nodes = [helper.make_node("Flatten", ["x"], ["f"]), helper.make_node("MatMul", ["f", "w"], ["logits"])]
+    graph = helper.make_graph(nodes, "linear", [x], [y], [numpy_helper.from_array(w, "w")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(path))
+    return w

@@ -162,7 +162,7 @@ def check_training(cfg: DictConfig, errors: list[str], model_keys: tuple[str, ..
     _choice(cfg, "trainer.progress", ("auto", "on", "off"), errors)
     if cfg.trainer.device == "cuda" and not torch.cuda.is_available():
         errors.append("trainer.device=cuda but no CUDA device is available; use trainer.device=auto or cpu")
-    if cfg.trainer.precision == "16-mixed" and not torch.cuda.is_available():
+    if cfg.trainer.precision == "16-mixed" and (cfg.trainer.device == "cpu" or not torch.cuda.is_available()):
         errors.append("trainer.precision=16-mixed needs a CUDA device; on CPUs use bf16-mixed or 32")
     if cfg.trainer.threads is not None:
         _num(cfg, "trainer.threads", errors, lo=1, integer=True)

@@ -6,10 +6,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from distill import config_dir
+from distill import api, config_dir
 from distill.engine.checkpoint import load_model, save_weights
 from distill.stages import teacher as teacher_stage
-from tests.conftest import FAST, run_cli
+from tests.conftest import DIGITS, FAST, outputs_root, read_metrics, run_cli
 
 RUN = ["teacher=lenet5", "student=mlp", "student.kwargs.hidden=[32]", "trainer.epochs=2", *FAST]
 
@@ -79,3 +79,20 @@ def test_a_changed_teacher_never_reads_the_old_entry(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert [s["teacher_cache"]["status"] for s in _summaries(tmp_path)] == ["built", "built"]
     assert len(_entries(tmp_path)) == 2
+
+
+def test_cache_clear_one_entry_and_the_max_gb_fallback(digits_teacher, tmp_path):
+    base = ["teacher=lenet5", f"teacher.checkpoint={digits_teacher}", "student=mlp", *DIGITS, "trainer.epochs=1"]
+    base.append(outputs_root(tmp_path))
+    paths = [api.run("train", [*base, f"seed={s}"])["teacher_cache"]["path"] for s in (0, 1)]  # one per seed
+    keys = [Path(p).name for p in paths]
+    assert len(set(keys)) == 2
+    cache = tmp_path / "outputs" / "cache"
+    cleared = run_cli("cache", "clear", f"entry={keys[0][:10]}", f"dir={cache}", cwd=tmp_path)
+    assert cleared.returncode == 0 and "removed 1 cache entries" in cleared.stdout, cleared.stdout + cleared.stderr
+    assert not Path(paths[0]).exists() and Path(paths[1]).is_dir()
+    out = tmp_path / "live"
+    live = api.run("train", [*base, "seed=2", "cache.max_gb=1e-9", f"paths.output_dir={out}"])
+    assert live["teacher_cache"]["used"] is False and "cache.max_gb" in live["teacher_cache"]["reason"]
+    row = read_metrics(out)[0]  # the run went on with the teacher live: soft targets came from it
+    assert row["train_soft"] > 0 and live["teacher_backend"] in ("torch", "onnxruntime")

@@ -4,9 +4,10 @@ import statistics
 
 import pytest
 
+from distill import api
 from distill.stages import teacher as teacher_stage
 from distill.stages import train as train_stage
-from tests.conftest import FAST
+from tests.conftest import DIGITS, FAST, outputs_root
 
 SEEDS = (0, 1)
 
@@ -41,3 +42,17 @@ def test_distilled_student_beats_its_no_teacher_twin(make_cfg, tmp_path):
     # Measured: alone 0.910 +- 0.006, distilled 0.943 +- 0.009 over 3 seeds.
     assert min(distilled) > max(alone), (alone, distilled)
     assert statistics.fmean(distilled) - statistics.fmean(alone) > 0.015, (alone, distilled)
+
+
+def test_a_teacher_not_above_the_student_alone_is_warned_about(digits_teacher, tmp_path):
+    base = ["student=mlp", *DIGITS, "trainer.epochs=3", outputs_root(tmp_path)]
+    # under paths.root, where train looks for the student-alone runs to compare with
+    alone = api.run("train", [*base, "distill.alpha=0", f"paths.output_dir={tmp_path / 'outputs' / 'train' / 'alone'}"])
+    weak = tmp_path / "weak"
+    api.run("teacher", ["teacher=lenet5", *DIGITS, "trainer.epochs=1", "optim.lr=1e-4", outputs_root(tmp_path),
+                        f"paths.output_dir={weak}"])  # fmt: skip
+    summary = api.run(
+        "train", [*base, "teacher=lenet5", f"teacher.checkpoint={weak}", f"paths.output_dir={tmp_path / 'kd'}"]
+    )
+    assert summary["teacher_test_acc"] < alone["test_acc"]
+    assert any("is not above the student trained alone" in w for w in summary["warnings"]), summary["warnings"]

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FAST, run_cli
+from distill.engine.checkpoint import load_state
+from tests.conftest import DIGITS, FAST, outputs_root, run_cli
 
 # CRD keeps memory banks (loss-function state) and draws negatives from the global RNG; dropout in
 # the MLP draws from it too: a resume that forgot either would not match.
@@ -145,3 +146,29 @@ def test_resume_refuses_what_would_change_the_run(tmp_path):
     (run / "checkpoints" / "state.pt").write_bytes(b"not a state")
     done = run_cli("teacher", f"resume={run}", cwd=tmp_path)
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
+
+
+def test_sigint_saves_and_prints_the_resume_command(digits_teacher, tmp_path):
+    """Ctrl-C: the step finishes, the state is saved, exit 130 with the command that continues it."""
+    run = tmp_path / "run"
+    args = [
+        "train",
+        "teacher=lenet5",
+        f"teacher.checkpoint={digits_teacher}",
+        "student=mlp",
+        *DIGITS,
+        "trainer.epochs=20",
+    ]
+    args += ["trainer.save_every_steps=2", f"hydra.run.dir={run}", outputs_root(tmp_path)]
+    proc = subprocess.Popen([sys.executable, "-m", "distill", *args], cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    state = run / "checkpoints" / "state.pt"
+    deadline = time.time() + 120
+    while not state.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert state.exists(), "no state was saved"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert f"Continue with: distill train resume={run}" in err and "Traceback" not in err
+    assert not (run / "summary.json").exists()
+    assert load_state(state)["epoch"] < 20
