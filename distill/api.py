@@ -13,12 +13,12 @@ Sweeps (``-m``) are the CLI's; in Python, loop over ``run``.
 from __future__ import annotations
 
 import importlib
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from distill.cli import STAGES
+from distill.engine.runs import new_stamp
 from distill.errors import UserError, closest
+from distill.stage_names import STAGES
 
 
 def compose(stage: str, overrides: list[str] | tuple[str, ...] = (), config_dir: str | None = None):
@@ -53,7 +53,7 @@ def run(stage: str, overrides: list[str] | tuple[str, ...] = (), config_dir: str
         raise UserError(next((ln for ln in str(e).splitlines() if ln.strip()), type(e).__name__)) from None
     module = importlib.import_module(f"distill.stages.{stage}")
     if "paths" in cfg and not any(o.startswith("paths.output_dir=") for o in overrides):
-        stamp = datetime.now().strftime("%Y-%m-%d/%H-%M-%S_%f")
+        stamp = new_stamp()
         cfg.paths.output_dir = str(Path(str(cfg.paths.root)) / stage / stamp)
     from hydra.core.hydra_config import HydraConfig
 

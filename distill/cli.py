@@ -13,19 +13,10 @@ import sys
 from typing import Any
 
 from distill import __version__
+from distill.engine.runs import RESUME_MAY_CHANGE, RunDir, new_stamp
 from distill.errors import UserError, closest
+from distill.stage_names import STAGES
 
-STAGES = {
-    "train": "distil a teacher into a student (trains the teacher first if there is none)",
-    "teacher": "train a teacher on the labels",
-    "eval": "accuracy, teacher agreement, calibration and speed of a run: distill eval run=RUN_DIR",
-    "export": "ONNX export checked in onnxruntime: distill export run=RUN_DIR",
-    "report": "compare the runs of a sweep: distill report SWEEP_DIR",
-    "chain": "teacher -> assistant -> student (or born-again generations): distill chain chain.models=[A,B,C]",
-    "cache": "the teacher output cache: distill cache ls | verify | clear [entry=KEY]",
-    "inspect": "list a model's layers and output shapes, for distill.*_layers: distill inspect teacher=NAME",
-    "compare": "distillation beside pruning, low rank and int8: distill compare teacher.checkpoint=RUN students=[RUN]",
-}
 _POSITIONAL = {"eval": "run", "export": "run", "report": "dir", "cache": "action"}
 # Flags after which Hydra's own handling should run untouched (help, config printing, completion).
 _NO_PRECHECK = (
@@ -171,7 +162,7 @@ def _explain(stage: str, error: Exception, overrides: list[str]) -> str:
         from hydra.core.global_hydra import GlobalHydra
 
         group, name = missing.groups()
-        options = GlobalHydra.instance().config_loader().get_group_options(group)
+        options = [o for o in GlobalHydra.instance().config_loader().get_group_options(group) if not o.startswith("_")]
         sample = ", ".join(o for o in options if not o[0].isdigit())
         if len(options) > 20:
             sample = ", ".join(sorted(o for o in options if "_" not in o or o.startswith(("resnet", "mobilenet")))[:20])
@@ -242,7 +233,6 @@ def precheck(stage: str, args: list[str]) -> None:
 
 # What a resumed run may change: how it is shown and how many threads/workers it uses, nothing
 # that alters the numbers.
-RESUME_MAY_CHANGE = ("trainer.progress", "trainer.threads", "trainer.num_workers", "trainer.save_every_steps")
 
 
 def _reaches_code(override: Any) -> bool:
@@ -289,10 +279,10 @@ def resume_args(stage: str, args: list[str]) -> list[str]:
     root = Path(run).expanduser()
     if not root.is_dir():
         _fail(stage, f"resume={run}: no such run folder")
-    if (root / "summary.json").is_file():
+    if RunDir(root).finished:
         _fail(stage, f"{run} finished already (it has summary.json): nothing to resume")
     overrides_file = root / ".hydra" / "overrides.yaml"
-    config_file = root / "config.yaml"
+    config_file = RunDir(root).config
     if not overrides_file.is_file() or not config_file.is_file():
         _fail(stage, f"{run} is not a distill run folder (no config.yaml and .hydra/overrides.yaml)")
     try:
@@ -309,7 +299,7 @@ def resume_args(stage: str, args: list[str]) -> list[str]:
             f"{overrides_file}: the stored override {unsafe!r} names code (_target_ and the like) or Hydra's own "
             "settings; a resumed run replays plain config values only",
         )
-    if not (root / "checkpoints" / "state.pt").is_file():
+    if not RunDir(root).state.is_file():
         _fail(stage, f"{run} has no saved state yet (checkpoints/state.pt: written after the first epoch)")
     extra = [a for a in args if not a.startswith("resume=")]
     bad = [a for a in extra if a.split("=", 1)[0].lstrip("+~") not in RESUME_MAY_CHANGE]
@@ -329,10 +319,9 @@ def _torchrun_args(stage: str, args: list[str]) -> list[str]:
 
     if not dist.launched_by_torchrun():
         return args
-    from datetime import datetime
 
     dist.init()
-    stamp = dist.broadcast_object(datetime.now().strftime("%Y-%m-%d/%H-%M-%S_%f"))
+    stamp = dist.broadcast_object(new_stamp())
     given = {a.split("=", 1)[0] for a in args}
     extra = []
     if "hydra.run.dir" not in given:

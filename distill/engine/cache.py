@@ -22,7 +22,7 @@ An entry appears whole or not at all: written in a temporary folder ``.<key>.<ra
 renamed, by one builder per key at a time (``.<key>.lock``, an flock; the others wait and read its
 entry). An entry that cannot be read as its ``meta.json`` describes is *damaged*: reported, moved
 aside (renamed, then deleted) and rebuilt. Folders and files get the user's umask, not
-``mkdtemp``'s 0700, so a team can share one cache (:func:`distill.engine.files.publish`).
+``mkdtemp``'s 0700, so a team can share one cache (:func:`distill.io.publish`).
 """
 
 from __future__ import annotations
@@ -53,9 +53,9 @@ from torch import nn
 import distill
 from distill.data import augment as augment_module
 from distill.data.augment import augment_batch
-from distill.engine.files import disk_full, publish
 from distill.engine.taps import Taps
 from distill.errors import UserError
+from distill.io import disk_full, publish
 
 log = logging.getLogger(__name__)
 

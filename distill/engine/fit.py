@@ -17,12 +17,14 @@ from torch import nn
 from distill.data.base import Splits
 from distill.engine import dist
 from distill.engine.batches import BatchLoader
-from distill.engine.checkpoint import ModelSpec, save_state, save_weights
-from distill.engine.files import atomic_write
+from distill.engine.checkpoint import save_state, save_weights
 from distill.engine.loop import EpochStats, Running, Teachers, predict, recalibrate_bn, train_one_epoch
 from distill.engine.metrics import topk_accuracy
 from distill.engine.progress import EpochProgress
+from distill.engine.runs import RunDir
 from distill.engine.taps import Taps
+from distill.io import atomic_write
+from distill.models.spec import ModelSpec
 
 log = logging.getLogger("distill")
 
@@ -230,7 +232,7 @@ def fit(
     main = dist.is_main()  # only rank 0 writes files under torchrun
     trained = [model, *peers, *([loss_fn] if isinstance(loss_fn, nn.Module) else [])]
     params = [p for group in optimizer.param_groups for p in group["params"]]
-    ckpt = run_dir / "checkpoints"
+    files = RunDir(run_dir)
     best_acc, best_epoch, images, seconds, calibrated = -1.0, -1, 0, 0.0, 0
     start_epoch, start_step, running, rows = 0, 0, None, []
     if resume is not None:
@@ -253,7 +255,7 @@ def fit(
     dist.same_start(*trained)
     # metrics.jsonl holds exactly the epochs the state has (a kill between the two writes is undone)
     if main:
-        atomic_write(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+        atomic_write(files.metrics, "".join(json.dumps(r) + "\n" for r in rows))
 
     def state(epoch: int, step: int, running: Running | None) -> dict:
         return {
@@ -294,7 +296,7 @@ def fit(
                 every = settings.save_every_steps
                 last_step = step + 1 == len(loader)
                 if main and (signals.received is not None or (every and (step + 1) % every == 0 and not last_step)):
-                    save_state(ckpt / "state.pt", state(epoch, step + 1, run))
+                    save_state(files.state, state(epoch, step + 1, run))
                 if signals.received is not None:
                     raise Interrupted(signals.received, run_dir)
 
@@ -338,13 +340,13 @@ def fit(
             if improved:
                 best_acc, best_epoch = val_acc, epoch + 1
             if main:
-                atomic_write(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+                atomic_write(files.metrics, "".join(json.dumps(r) + "\n" for r in rows))
                 if on_epoch is not None:  # trackers (TensorBoard, MLflow)
                     on_epoch(row)
-                save_weights(ckpt / "last.safetensors", model, spec, config)
+                save_weights(files.last, model, spec, config)
                 if improved:
-                    save_weights(ckpt / "best.safetensors", model, spec, config)
-                save_state(ckpt / "state.pt", state(epoch + 1, 0, None))
+                    save_weights(files.best, model, spec, config)
+                save_state(files.state, state(epoch + 1, 0, None))
             log.info(
                 "epoch %d/%d  loss %.4f  train acc %.4f  val acc %.4f  %.0f img/s",
                 epoch + 1,

@@ -16,7 +16,6 @@ from distill.data.augment import mix_batch
 from distill.engine.batches import BatchLoader
 from distill.engine.taps import Taps
 from distill.errors import Diverged
-from distill.losses.mutual import mutual_losses
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
@@ -71,9 +70,10 @@ class Teachers:
     A teacher is a module called on the batch's images (a network, an ONNX session), or, when it
     has ``takes_index = True``, on the batch's sample positions (precomputed logits). Frozen
     teachers run without autograd. ``online`` teachers are trained in the same steps as the
-    student (their parameters are in its optimizer): each learns from the labels, and with
-    ``mutual`` also from the student and the other peers (deep mutual learning); the student always
-    sees their outputs detached.
+    student (their parameters are in its optimizer) on ``peer_loss(peer_logits, student_logits, y)``:
+    by default each peer's cross-entropy on the labels; the method that trains them may pass its own
+    (deep mutual learning: :func:`distill.losses.mutual.peer_loss`). The student always sees their
+    outputs detached.
     """
 
     def __init__(
@@ -82,12 +82,11 @@ class Teachers:
         taps: Taps | None = None,
         *,
         online: bool = False,
-        mutual: bool = False,
-        temperature: float = 1.0,
+        peer_loss: Callable[[list[torch.Tensor], torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
         precision: str | None = None,
     ) -> None:
         self.models, self.taps = list(models), taps
-        self.online, self.mutual, self.temperature = online, mutual, temperature
+        self.online, self._peer_loss = online, peer_loss
         self.precision = precision  # frozen teachers' inference precision (None: the student's)
 
     @property
@@ -117,10 +116,9 @@ class Teachers:
         return (seen[0] if len(seen) == 1 else seen), feats, (outs if self.online else None)
 
     def peer_loss(self, peer_logits: list[torch.Tensor], s_logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """The online peers' own loss: CE each, plus the mutual-learning terms when ``mutual``.
-        ``y`` are labels or, under mixup/cutmix, soft targets (B, K)."""
-        if self.mutual:
-            return sum(mutual_losses([*peer_logits, s_logits], y, self.temperature)[:-1])
+        """The online peers' own loss (``y``: labels or, under mixup/cutmix, soft targets (B, K))."""
+        if self._peer_loss is not None:
+            return self._peer_loss(peer_logits, s_logits, y)
         return sum(F.cross_entropy(p.float(), y) for p in peer_logits)
 
 

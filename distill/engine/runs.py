@@ -5,13 +5,60 @@ from __future__ import annotations
 import json
 import platform
 import subprocess
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import torch
-import torchvision
+from distill.io import atomic_write
 
-from distill.engine.files import atomic_write
+# A run's folder name under <paths.root>/<stage>/: date and time to the microsecond.
+STAMP = "%Y-%m-%d/%H-%M-%S_%f"
+# Keys a user may give when resuming a run (how it runs, not what it computes) ...
+RESUME_MAY_CHANGE = ("trainer.progress", "trainer.threads", "trainer.num_workers", "trainer.save_every_steps")
+# ... and every key a resumed run's config may differ in from the run it continues.
+RESUME_FREE = ("resume", "paths.output_dir", *RESUME_MAY_CHANGE)
+
+
+def new_stamp() -> str:
+    """The folder name of a run started now (``STAMP``)."""
+    return datetime.now().strftime(STAMP)
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """A run's folder and every file in it: the one place their names are spelled.
+
+    ``config.yaml`` (the resolved config), ``summary.json`` (written last: a run with one has
+    finished), ``metrics.jsonl`` (a line per epoch), ``env.json``, ``failed.json`` (a run that stopped
+    on an error), ``<stage>.log``, and ``checkpoints/`` with ``best.safetensors``,
+    ``last.safetensors`` and the resumable ``state.pt``.
+    """
+
+    path: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path))
+
+    @classmethod
+    def of_weights(cls, weights: str | Path) -> RunDir:
+        """The run folder of ``RUN/checkpoints/*.safetensors``, else the folder the file is in."""
+        weights = Path(weights)
+        return cls(weights.parent.parent if weights.parent.name == "checkpoints" else weights.parent)
+
+    config = property(lambda self: self.path / "config.yaml")
+    summary = property(lambda self: self.path / "summary.json")
+    metrics = property(lambda self: self.path / "metrics.jsonl")
+    env = property(lambda self: self.path / "env.json")
+    failed = property(lambda self: self.path / "failed.json")
+    checkpoints = property(lambda self: self.path / "checkpoints")
+    best = property(lambda self: self.checkpoints / "best.safetensors")
+    last = property(lambda self: self.checkpoints / "last.safetensors")
+    state = property(lambda self: self.checkpoints / "state.pt")
+
+    @property
+    def finished(self) -> bool:
+        return self.summary.is_file()
 
 
 def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
@@ -44,7 +91,11 @@ def _git_commit() -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
-def env_info(device: torch.device) -> dict[str, Any]:
+def env_info(device) -> dict[str, Any]:
+    """Versions, git commit and device of this run (``device``: a ``torch.device``)."""
+    import torch
+    import torchvision
+
     from distill import __version__
 
     return {
@@ -63,11 +114,11 @@ def env_info(device: torch.device) -> dict[str, Any]:
 def finished_runs(root: Path, stage: str) -> list[tuple[Path, dict]]:
     """Run folders under ``root`` of ``stage`` that finished (have a summary.json), newest first."""
     found = []
-    for path in Path(root).glob("**/summary.json"):
+    for path in Path(root).glob(f"**/{RunDir(root).summary.name}"):
         summary = read_json(path)
         if summary and summary.get("stage") == stage:
             found.append((path.parent, summary))
-    found.sort(key=lambda item: item[0].joinpath("summary.json").stat().st_mtime, reverse=True)
+    found.sort(key=lambda item: RunDir(item[0]).summary.stat().st_mtime, reverse=True)
     return found
 
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import yaml
 
-from distill.engine.files import atomic_write
 from distill.engine.runs import read_json
+from distill.io import atomic_write
 
 
 @dataclass

@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from distill.engine.files import atomic_write
 from distill.export.onnx import export_onnx
+from distill.io import atomic_write
 from distill.models.onnx_teacher import OnnxTeacher
 
 log = logging.getLogger("distill")

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from distill.engine.files import publish
+from distill.io import publish
 
 
 def export_onnx(model: nn.Module, example: torch.Tensor, path: Path, opset: int = 18, exporter: str = "dynamo") -> Path:

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from distill.engine.files import publish
+from distill.io import publish
 
 log = logging.getLogger("distill")
 

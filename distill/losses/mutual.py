@@ -36,3 +36,14 @@ def mutual_losses(logits: list[torch.Tensor], y: torch.Tensor, temperature: floa
         kls = [F.kl_div(log_pk, targets[j], reduction="batchmean", log_target=True) for j in range(len(zs)) if j != k]
         losses.append(F.cross_entropy(z, y) + T * T * torch.stack(kls).mean())
     return losses
+
+
+def peer_loss(temperature: float = 1.0):
+    """The online peers' loss in deep mutual learning, for :class:`distill.engine.loop.Teachers`:
+    ``peer_loss(peer_logits, student_logits, y)`` is the sum of each peer's :func:`mutual_losses`
+    term with the student as one more peer (the student's own term is the training loss's)."""
+
+    def loss(peer_logits: list[torch.Tensor], s_logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return sum(mutual_losses([*peer_logits, s_logits], y, temperature)[:-1])
+
+    return loss

@@ -18,8 +18,8 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from distill.engine.files import publish
 from distill.errors import UserError
+from distill.io import publish
 
 _KEY = "logits"
 

@@ -13,6 +13,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
 from distill import config_dir
+from distill.engine.runs import RunDir
 from distill.models.registry import torchvision_models
 
 
@@ -31,9 +32,7 @@ def _register_models() -> None:
 def _run_folder(path: str) -> str:
     """The run folder of a run folder, or of a weights file inside one."""
     p = Path(path)
-    if p.suffix == ".safetensors":
-        return str(p.parent.parent if p.parent.name == "checkpoints" else p.parent)
-    return str(p)
+    return str(RunDir.of_weights(p).path if p.suffix == ".safetensors" else p)
 
 
 _register_models()

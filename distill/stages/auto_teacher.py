@@ -18,14 +18,13 @@ import json
 import logging
 import time
 from collections.abc import Iterator
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
-from distill.engine.runs import finished_runs, flatten
+from distill.engine.runs import RunDir, finished_runs, flatten, new_stamp
 from distill.stages.common import compose_stage, given_overrides, plain_config
 
 log = logging.getLogger("distill")
@@ -44,7 +43,7 @@ def teacher_config(cfg: DictConfig, run_dir: Path | None = None) -> DictConfig:
     tcfg.teacher = OmegaConf.to_container(cfg.teacher, resolve=True)
     tcfg.dataset = OmegaConf.to_container(cfg.dataset, resolve=True)
     tcfg.paths.root = str(cfg.paths.root)
-    stamp = datetime.now().strftime("%Y-%m-%d/%H-%M-%S_%f")
+    stamp = new_stamp()
     tcfg.paths.output_dir = str(run_dir or Path(str(cfg.paths.root)) / "teacher" / stamp)
     for key in DEVICE_KEYS:
         tcfg.trainer[key] = cfg.trainer[key]
@@ -63,7 +62,7 @@ def recipe(config: dict[str, Any]) -> dict[str, Any]:
 
 def _read_config(run_dir: Path) -> dict[str, Any] | None:
     try:
-        config = yaml.safe_load((run_dir / "config.yaml").read_text())
+        config = yaml.safe_load(RunDir(run_dir).config.read_text())
     except (OSError, yaml.YAMLError):
         return None
     return config if isinstance(config, dict) and config.get("stage") == "teacher" else None
@@ -90,7 +89,7 @@ def interrupted(root: Path, want: dict[str, Any], seed: int) -> Path | None:
     found = []
     for state in Path(root).glob("teacher/**/checkpoints/state.pt"):
         run_dir = state.parent.parent
-        if (run_dir / "summary.json").exists() or (run_dir / "failed.json").exists():
+        if RunDir(run_dir).finished or RunDir(run_dir).failed.exists():
             continue
         config = _read_config(run_dir)
         if config is not None and config.get("seed") == seed and recipe(config) == want:

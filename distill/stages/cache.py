@@ -32,10 +32,11 @@ from distill.engine.cache import (
     open_entry,
     tensor_digest,
 )
-from distill.engine.checkpoint import build_loaded, read_weights, spec_of
+from distill.engine.checkpoint import read_weights, spec_of
 from distill.engine.tables import print_table
 from distill.engine.taps import Taps
 from distill.errors import UserError
+from distill.models.spec import build_loaded
 from distill.stages.common import hydra_entry, raise_if
 
 ACTIONS = ("ls", "verify", "clear")

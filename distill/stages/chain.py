@@ -15,7 +15,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from distill.engine.checkpoint import read_weights, spec_of, weights_path
-from distill.engine.runs import write_json
+from distill.engine.runs import RunDir, write_json
 from distill.engine.tables import print_table
 from distill.errors import UserError
 from distill.stages import auto_teacher
@@ -80,7 +80,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                 f"start the chain with {spec.name}"
             )
         log.info("chain step 0: %s from %s", models[0], prev)
-        summary_file = weights.parent.parent / "summary.json"
+        summary_file = RunDir.of_weights(weights).summary
         summary = _read_summary(weights.parent.parent) if summary_file.is_file() else {}
         steps.append({"step": 0, "model": models[0], "run": str(prev), **_figures(summary)})
     else:
@@ -113,7 +113,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 def _read_summary(run_dir: Path) -> dict[str, Any]:
     import json
 
-    return json.loads((run_dir / "summary.json").read_text())
+    return json.loads(RunDir(run_dir).summary.read_text())
 
 
 def _figures(summary: dict[str, Any]) -> dict[str, Any]:

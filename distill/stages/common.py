@@ -19,14 +19,15 @@ from omegaconf import DictConfig, OmegaConf
 from distill import config_dir
 from distill.data.augment import AUGMENTS, MIXES
 from distill.data.base import Splits
-from distill.engine.checkpoint import ModelSpec
-from distill.engine.files import atomic_write
 from distill.engine.fit import TrainerSettings
+from distill.engine.runs import RESUME_FREE, RunDir
 from distill.engine.teacher_backend import BACKENDS
 from distill.errors import Diverged, UserError, closest
+from distill.io import atomic_write
 from distill.losses.base import Method
 from distill.losses.kd import LOSS_KINDS
 from distill.models.registry import TIMM_PREFIX, available_models
+from distill.models.spec import ModelSpec
 
 log = logging.getLogger("distill")
 
@@ -222,7 +223,8 @@ def check_distill(cfg: DictConfig, errors: list[str]) -> None:
         except Exception:  # noqa: BLE001 - hydra raises several kinds; all mean the same to the user
             cls = None
         if cls is None or not (isinstance(cls, type) and issubclass(cls, Method)):
-            known = sorted(p.stem for p in (Path(config_dir()) / "distill").glob("*.yaml"))
+            methods = (Path(config_dir()) / "distill").glob("*.yaml")
+            known = sorted(p.stem for p in methods if not p.stem.startswith("_"))  # _base: not a method
             errors.append(
                 f"distill.method._target_={target!r} is not a distillation method; pick distill=NAME, "
                 f"one of: {', '.join(known)}"
@@ -321,18 +323,7 @@ def plain_config(cfg: DictConfig) -> dict:
 
 
 def save_resolved_config(cfg: DictConfig, run_dir: Path) -> None:
-    atomic_write(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-
-
-# Keys a resumed run may differ in from the run it continues (see distill.cli.RESUME_MAY_CHANGE).
-_RESUME_FREE = (
-    "resume",
-    "paths.output_dir",
-    "trainer.progress",
-    "trainer.threads",
-    "trainer.num_workers",
-    "trainer.save_every_steps",
-)
+    atomic_write(RunDir(run_dir).config, OmegaConf.to_yaml(cfg, resolve=True))
 
 
 def resume_state(cfg: DictConfig) -> dict | None:
@@ -346,17 +337,17 @@ def resume_state(cfg: DictConfig) -> dict | None:
     if cfg.get("resume") is None:
         return None
     root = Path(str(cfg.resume))
-    state_file = root / "checkpoints" / "state.pt"
+    state_file = RunDir(root).state
     if not state_file.is_file():
         raise UserError(f"{root} has no saved state (checkpoints/state.pt) to resume")
     state = load_state(state_file)
     check_state(state, state_file)
     from distill.engine.runs import flatten
 
-    before = flatten(yaml.safe_load((root / "config.yaml").read_text()) or {})
+    before = flatten(yaml.safe_load(RunDir(root).config.read_text()) or {})
     now = flatten(plain_config(cfg))
     for key in sorted(set(before) | set(now)):
-        if key.startswith(_RESUME_FREE) or before.get(key) == now.get(key):
+        if key.startswith(RESUME_FREE) or before.get(key) == now.get(key):
             continue
         raise UserError(
             f"cannot resume {root}: {key} was {before.get(key)!r} when it ran and is {now.get(key)!r} now "
@@ -433,7 +424,7 @@ def hydra_entry(stage: str, run_fn: Any, metric: str | None = None) -> Any:
             import yaml
 
             try:  # the run that stopped may be a step of another stage (chain): resume that run
-                ran = (yaml.safe_load((e.run_dir / "config.yaml").read_text()) or {}).get("stage", stage)
+                ran = (yaml.safe_load(RunDir(e.run_dir).config.read_text()) or {}).get("stage", stage)
             except (OSError, yaml.YAMLError):
                 ran = stage
             if (e.run_dir / ".hydra" / "overrides.yaml").is_file():
@@ -456,11 +447,11 @@ def _mark_failed(cfg: DictConfig, error: Exception) -> None:
     import time
 
     folder = OmegaConf.select(cfg, "paths.output_dir", default=None)
-    if not folder or not Path(str(folder)).is_dir() or (Path(str(folder)) / "summary.json").exists():
+    if not folder or not Path(str(folder)).is_dir() or RunDir(str(folder)).finished:
         return
     try:
         info = {"status": "failed", "error": str(error), "time": time.strftime("%Y-%m-%d %H:%M:%S")}
-        atomic_write(Path(str(folder)) / "failed.json", json.dumps(info, indent=2))
+        atomic_write(RunDir(str(folder)).failed, json.dumps(info, indent=2))
     except (OSError, UserError):
         pass
 

@@ -26,12 +26,12 @@ from omegaconf import DictConfig
 
 from distill.compress.base import Context, Made
 from distill.engine.checkpoint import check_weights, load_model
-from distill.engine.files import atomic_write
-from distill.engine.runs import read_json, write_json
+from distill.engine.runs import RunDir, read_json, write_json
 from distill.engine.tables import print_table
 from distill.errors import UserError
 from distill.export.onnx import export_onnx
 from distill.export.quantize import ort_latency_ms, quantize_static_int8
+from distill.io import atomic_write
 from distill.stages.common import _num, hydra_entry, output_dir, raise_if, save_resolved_config
 from distill.stages.eval import load_split
 
@@ -154,7 +154,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         made += instantiate(node)(ctx)
     for student_run in cfg.students:
         model, s_spec, _, s_weights = load_model(str(student_run))
-        summary = read_json(s_weights.parent.parent / "summary.json") or {}
+        summary = read_json(RunDir.of_weights(s_weights).summary) or {}
         seconds = summary.get("train_seconds")
         s_onnx = export_onnx(model, example, work / f"student_{_slug(s_spec.name)}.onnx", int(cfg.opset))
         made.append(Made(f"student {s_spec.name}", "distillation", model, s_onnx, {"seconds": seconds}))
@@ -220,7 +220,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     atomic_write(run_dir / "compare.md", "\n".join(md) + "\n")
     plot(rows, run_dir / "compare.png", title)
     summary = {"stage": "compare", "teacher": str(weights), "candidates": rows}
-    write_json(run_dir / "summary.json", summary)
+    write_json(RunDir(run_dir).summary, summary)
     log.info("wrote %s, compare.md, compare.png", run_dir / "compare.csv")
     return summary
 

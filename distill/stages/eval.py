@@ -17,7 +17,7 @@ from distill.data.stored import build_stored_dataset
 from distill.engine.checkpoint import check_weights, load_model, run_folder
 from distill.engine.loop import predict
 from distill.engine.metrics import expected_calibration_error, speed, topk_accuracy
-from distill.engine.runs import read_json, write_json
+from distill.engine.runs import RunDir, read_json, write_json
 from distill.engine.tables import print_table
 from distill.errors import UserError
 from distill.models.registry import count_params
@@ -71,7 +71,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "params": count_params(model),
         **speed(model, x[:1].to(device).float().div(255)),
     }
-    summary = read_json(run_dir / "summary.json") or {}
+    summary = read_json(RunDir(run_dir).summary) or {}
     found = teacher_for_comparison(summary.get("teacher_weights"))
     if found is not None:
         teacher, teacher_name = found

@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 
 from distill.engine.checkpoint import check_weights, load_model, run_folder
 from distill.engine.loggers import log_artifact_to
-from distill.engine.runs import read_json, write_json
+from distill.engine.runs import RunDir, read_json, write_json
 from distill.engine.tables import console, print_table
 from distill.errors import UserError
 from distill.export.onnx import check_onnx, export_onnx
@@ -95,7 +95,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         write_json(meta_path, meta)
     # the run logged to MLflow: its ONNX files join its artifacts
     exported = [out, meta_path, *([Path(result["int8"]["path"])] if "int8" in result else [])]
-    if all(log_artifact_to(run_dir / "summary.json", p) for p in exported if p.is_file()):
+    if all(log_artifact_to(RunDir(run_dir).summary, p) for p in exported if p.is_file()):
         result["mlflow_artifacts"] = [p.name for p in exported if p.is_file()]
     return result
 
@@ -111,7 +111,7 @@ def _int8(cfg: DictConfig, fp32: Path, stored: tuple[dict, Path], run_dir: Path,
     q = fp32.with_name(fp32.stem + ".int8.onnx")
     quantize_static_int8(fp32, q, calib)
     rows = []
-    summary_file = run_dir / "summary.json"
+    summary_file = RunDir(run_dir).summary
     teacher_file = read_json(summary_file).get("teacher_weights") if summary_file.is_file() else None
     found = teacher_for_comparison(teacher_file)
     with tempfile.TemporaryDirectory() as tmp:

@@ -10,7 +10,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from distill.engine import dist
-from distill.engine.runs import env_info, write_json
+from distill.engine.runs import RunDir, env_info, write_json
 from distill.engine.tables import MODEL_COLUMNS, model_row, print_table
 from distill.losses.combined import DistillLoss
 from distill.losses.kd import KDLoss
@@ -44,7 +44,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     run_dir = output_dir(cfg)
     if dist.is_main():
         save_resolved_config(cfg, run_dir)
-        write_json(run_dir / "env.json", env_info(device))
+        write_json(RunDir(run_dir).env, env_info(device))
     data = load_data(cfg)
     loggers = open_loggers(cfg, run_dir, "teacher")
     try:
@@ -83,7 +83,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "dataset_key": dataset_key(cfg),
     }
     summary["loggers"] = loggers.finish(summary, [best])
-    write_json(run_dir / "summary.json", summary)
+    write_json(RunDir(run_dir).summary, summary)
     print_table(
         f"teacher {spec.name} on {data.name} (best epoch {result.best_epoch} by val acc)",
         MODEL_COLUMNS,

@@ -34,26 +34,21 @@ from distill.engine.cache import (
     make_view,
     tensor_digest,
 )
-from distill.engine.checkpoint import (
-    build_from_spec,
-    build_loaded,
-    check_buildable,
-    read_weights,
-    spec_of,
-    weights_path,
-)
+from distill.engine.checkpoint import read_weights, spec_of, weights_path
 from distill.engine.fit import TrainerSettings
 from distill.engine.loop import Teachers, autocast, recalibrate_bn
-from distill.engine.runs import env_info, find_runs, write_json
+from distill.engine.runs import RunDir, env_info, find_runs, write_json
 from distill.engine.tables import MODEL_COLUMNS, model_row, print_table
 from distill.engine.taps import HEAD, Taps, resolve_layers
 from distill.engine.teacher_backend import onnxruntime_teacher
 from distill.errors import UserError, closest
 from distill.losses.combined import DistillLoss
 from distill.losses.kd import KDLoss
+from distill.losses.mutual import peer_loss
 from distill.models.logits_teacher import LogitsFileTeacher
 from distill.models.onnx_teacher import OnnxTeacher
 from distill.models.registry import available_models, build_model
+from distill.models.spec import build_from_spec, build_loaded, check_buildable
 from distill.stages import auto_teacher
 from distill.stages.common import (
     _num,
@@ -267,8 +262,8 @@ def _teacher_weights(cfg: DictConfig) -> Path | None:
                 f"no finished teacher run of {node.name} under {cfg.paths.root}/: under torchrun train it first "
                 "(torchrun ... -m distill teacher ...) or give teacher.checkpoint"
             )
-        return runs[0][0] / "checkpoints" / "best.safetensors"
-    return auto_teacher.find_or_train(cfg) / "checkpoints" / "best.safetensors"
+        return RunDir(runs[0][0]).best
+    return RunDir(auto_teacher.find_or_train(cfg)).best
 
 
 def load_teacher(
@@ -549,7 +544,7 @@ def _online_peers(cfg: DictConfig, data: Splits, device: torch.device, settings:
     # The peers learn at the temperature the student's method uses (DML: 1), so both sides match.
     method = cfg.distill.get("method")
     temperature = method.get("temperature", cfg.distill.temperature) if method is not None else cfg.distill.temperature
-    return Teachers(peers, online=True, mutual=mutual, temperature=float(temperature))
+    return Teachers(peers, online=True, peer_loss=peer_loss(float(temperature)) if mutual else None)
 
 
 def _finish_peers(teachers: Teachers, data: Splits, settings: TrainerSettings, device: torch.device, seed: int) -> None:
@@ -614,7 +609,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         teachers = Teachers([teacher, *extra], precision=settings.teacher_autocast()) if teacher is not None else None
     if dist.is_main():
         save_resolved_config(cfg, run_dir)
-        write_json(run_dir / "env.json", env_info(device))
+        write_json(RunDir(run_dir).env, env_info(device))
     cache_info, view_fn = {"used": False, "reason": "no teacher"}, None
     backend, teacher_params = None, sum(p.numel() for p in teacher.parameters()) if teacher is not None else 0
     if teachers is not None and not online:
@@ -696,7 +691,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "dataset_key": dataset_key(cfg),
     }
     summary["loggers"] = loggers.finish(summary, [best])
-    write_json(run_dir / "summary.json", summary)
+    write_json(RunDir(run_dir).summary, summary)
     t_label = f"teacher {cfg.teacher.name}"
     if online:
         peers = as_list(cfg.distill.get("peers")) or [str(cfg.teacher.name)]

@@ -13,12 +13,14 @@ from omegaconf import DictConfig
 from torch import nn
 
 from distill.data.base import Splits
-from distill.engine.checkpoint import ModelSpec, build_from_spec, load_state_into, read_weights
+from distill.engine.checkpoint import read_weights
 from distill.engine.fit import FitResult, TrainerSettings, fit
 from distill.engine.loop import Teachers, predict
 from distill.engine.metrics import speed, topk_accuracy
+from distill.engine.runs import RunDir
 from distill.engine.taps import attach_taps
 from distill.models.registry import count_params
+from distill.models.spec import ModelSpec, build_from_spec, load_state_into
 from distill.stages.common import model_spec, plain_config, plain_value
 
 log = logging.getLogger("distill")
@@ -143,7 +145,7 @@ def train_model(
             "(trainer.bn_recalibrate=false turns this off)",
             result.bn_recalibrated_images,
         )
-    best = run_dir / "checkpoints" / "best.safetensors"
+    best = RunDir(run_dir).best
     tensors, _ = read_weights(best)
     load_state_into(model, tensors, best)
     return model, spec, result, best

@@ -7,15 +7,15 @@ import torch
 from hydra.utils import instantiate
 
 from distill import config_dir
-from distill.cli import STAGES
-from distill.engine.checkpoint import build_from_spec
+from distill.models.spec import build_from_spec
+from distill.stage_names import STAGES
 from distill.stages.common import model_spec
 
 CONF = Path(config_dir())
 
 
 def _options(group: str) -> list[str]:
-    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml") if not p.stem.startswith("_"))  # _base: not an option
 
 
 @pytest.mark.parametrize("stage", list(STAGES))

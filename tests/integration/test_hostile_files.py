@@ -16,8 +16,9 @@ import pytest
 import torch
 
 from distill.data.embedded import digits
-from distill.engine.checkpoint import ModelSpec, save_weights
+from distill.engine.checkpoint import save_weights
 from distill.models.registry import build_model
+from distill.models.spec import ModelSpec
 from tests.conftest import run_cli
 
 
@@ -163,8 +164,8 @@ def test_a_timm_model_description_cannot_load_a_checkpoint_of_its_choosing(tmp_p
     marker = tmp_path / "marker_timm"
     evil = tmp_path / "evil.pth"
     torch.save({"x": _Payload(marker)}, evil)
-    from distill.engine.checkpoint import build_from_spec
     from distill.errors import UserError
+    from distill.models.spec import build_from_spec
 
     for kwargs in (
         {"checkpoint_path": str(evil)},

@@ -20,9 +20,10 @@ from hypothesis import strategies as st
 
 from distill import config_dir
 from distill.cli import _flat_keys, precheck
-from distill.engine.checkpoint import ModelSpec, load_model, load_state, save_state, save_weights
+from distill.engine.checkpoint import load_model, load_state, save_state, save_weights
 from distill.errors import UserError
 from distill.models.registry import build_model
+from distill.models.spec import ModelSpec
 
 FUZZ = settings(max_examples=120, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 COUNTS: dict[str, dict[str, int]] = {}
