@@ -57,7 +57,7 @@ def run(stage: str, overrides: list[str] | tuple[str, ...] = (), config_dir: str
         cfg.paths.output_dir = str(Path(str(cfg.paths.root)) / stage / stamp)
     from hydra.core.hydra_config import HydraConfig
 
-    from distill.stages.common import API_OVERRIDES
+    from distill.config.entry import API_OVERRIDES
 
     # not inside a Hydra app: an earlier command run in this process (a notebook, a test) left its
     # HydraConfig behind, which would make this run look like a member of that command's sweep

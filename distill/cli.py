@@ -202,7 +202,7 @@ def precheck(stage: str, args: list[str]) -> None:
     from omegaconf.errors import OmegaConfBaseException
 
     from distill import config_dir
-    from distill.stages.common import missing_keys
+    from distill.config.checks import missing_keys
 
     module = importlib.import_module(f"distill.stages.{stage}")
     multirun = any(a in ("-m", "--multirun") for a in args)

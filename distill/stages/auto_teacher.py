@@ -24,8 +24,9 @@ from typing import Any
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
+from distill.config.adapters import plain_config
+from distill.config.entry import compose_stage, given_overrides
 from distill.engine.runs import RunDir, finished_runs, flatten, new_stamp
-from distill.stages.common import compose_stage, given_overrides, plain_config
 
 log = logging.getLogger("distill")
 

@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
+from distill.config.checks import raise_if
+from distill.config.entry import hydra_entry
 from distill.data.stored import build_stored_dataset
 from distill.engine.cache import (
     DamagedEntry,
@@ -37,7 +39,6 @@ from distill.engine.tables import print_table
 from distill.engine.taps import Taps
 from distill.errors import UserError
 from distill.models.spec import build_loaded
-from distill.stages.common import hydra_entry, raise_if
 
 ACTIONS = ("ls", "verify", "clear")
 

@@ -14,20 +14,15 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from distill.config.adapters import output_dir, save_resolved_config
+from distill.config.checks import plain_value, raise_if
+from distill.config.entry import compose_stage, hydra_entry
 from distill.engine.checkpoint import read_weights, spec_of, weights_path
 from distill.engine.runs import RunDir, write_json
 from distill.engine.tables import print_table
 from distill.errors import UserError
 from distill.stages import auto_teacher
 from distill.stages import train as train_stage
-from distill.stages.common import (
-    compose_stage,
-    hydra_entry,
-    output_dir,
-    plain_value,
-    raise_if,
-    save_resolved_config,
-)
 
 log = logging.getLogger("distill")
 

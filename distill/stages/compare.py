@@ -25,6 +25,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from distill.compress.base import Context, Made
+from distill.config.adapters import output_dir, save_resolved_config
+from distill.config.checks import check_number, raise_if
+from distill.config.entry import hydra_entry
 from distill.engine.checkpoint import check_weights, load_model
 from distill.engine.runs import RunDir, read_json, write_json
 from distill.engine.tables import print_table
@@ -32,7 +35,6 @@ from distill.errors import UserError
 from distill.export.onnx import export_onnx
 from distill.export.quantize import ort_latency_ms, quantize_static_int8
 from distill.io import atomic_write
-from distill.stages.common import _num, hydra_entry, output_dir, raise_if, save_resolved_config
 from distill.stages.eval import load_split
 
 log = logging.getLogger("distill")
@@ -58,8 +60,8 @@ def validate(cfg: DictConfig) -> None:
             check_weights(str(value))
         except UserError as e:
             errors.append(f"{key}: {e}")
-    _num(cfg, "latency_repeats", errors, lo=1, integer=True)
-    _num(cfg, "threads", errors, lo=1, integer=True)
+    check_number(cfg, "latency_repeats", errors, lo=1, integer=True)
+    check_number(cfg, "threads", errors, lo=1, integer=True)
     if "channel" in (cfg.get("compress") or {}):
         import importlib.util
 

@@ -13,6 +13,9 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
+from distill.config.adapters import teacher_for_comparison
+from distill.config.checks import raise_if
+from distill.config.entry import hydra_entry
 from distill.data.stored import build_stored_dataset
 from distill.engine.checkpoint import check_weights, load_model, run_folder
 from distill.engine.loop import predict
@@ -21,7 +24,6 @@ from distill.engine.runs import RunDir, read_json, write_json
 from distill.engine.tables import print_table
 from distill.errors import UserError
 from distill.models.registry import count_params
-from distill.stages.common import hydra_entry, raise_if, teacher_for_comparison
 
 
 def validate(cfg: DictConfig) -> None:

@@ -15,6 +15,9 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
+from distill.config.adapters import teacher_for_comparison
+from distill.config.checks import raise_if
+from distill.config.entry import hydra_entry
 from distill.engine.checkpoint import check_weights, load_model, run_folder
 from distill.engine.loggers import log_artifact_to
 from distill.engine.runs import RunDir, read_json, write_json
@@ -22,7 +25,6 @@ from distill.engine.tables import console, print_table
 from distill.errors import UserError
 from distill.export.onnx import check_onnx, export_onnx
 from distill.export.quantize import ort_accuracy, ort_latency_ms, quantize_static_int8
-from distill.stages.common import hydra_entry, raise_if, teacher_for_comparison
 from distill.stages.eval import load_split
 
 log = logging.getLogger("distill")

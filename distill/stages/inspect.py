@@ -12,12 +12,14 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
+from distill.config.adapters import load_data, model_spec
+from distill.config.checks import raise_if
+from distill.config.entry import hydra_entry
 from distill.engine.tables import print_table
 from distill.engine.taps import auto_layers, head_name, trace_layers
 from distill.errors import UserError, closest
 from distill.models.registry import available_models
 from distill.models.spec import build_from_spec
-from distill.stages.common import hydra_entry, load_data, model_spec, raise_if
 
 
 def validate(cfg: DictConfig) -> None:

@@ -13,11 +13,11 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from distill.config.entry import hydra_entry
 from distill.engine.sweep import collect, group, plot, run_rows, swept_keys, to_csv
 from distill.engine.tables import print_table
 from distill.errors import UserError
 from distill.io import atomic_write
-from distill.stages.common import hydra_entry
 
 log = logging.getLogger("distill")
 

@@ -9,24 +9,23 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from distill.config.adapters import (
+    dataset_key,
+    load_data,
+    model_key,
+    open_loggers,
+    output_dir,
+    resume_state,
+    save_resolved_config,
+    setup,
+)
+from distill.config.checks import check_training, raise_if
+from distill.config.entry import hydra_entry
 from distill.engine import dist
 from distill.engine.runs import RunDir, env_info, write_json
 from distill.engine.tables import MODEL_COLUMNS, model_row, print_table
 from distill.losses.combined import DistillLoss
 from distill.losses.kd import KDLoss
-from distill.stages.common import (
-    check_training,
-    dataset_key,
-    hydra_entry,
-    load_data,
-    model_key,
-    open_loggers,
-    output_dir,
-    raise_if,
-    resume_state,
-    save_resolved_config,
-    setup,
-)
 from distill.stages.training import describe, train_model
 
 

@@ -21,6 +21,20 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from distill.config.adapters import (
+    dataset_key,
+    load_data,
+    model_key,
+    model_name,
+    model_spec,
+    open_loggers,
+    output_dir,
+    resume_state,
+    save_resolved_config,
+    setup,
+)
+from distill.config.checks import check_distill, check_number, check_path, check_training, plain_value, raise_if
+from distill.config.entry import hydra_entry
 from distill.data.base import Splits
 from distill.engine import dist
 from distill.engine.batches import BatchLoader
@@ -50,25 +64,6 @@ from distill.models.onnx_teacher import OnnxTeacher
 from distill.models.registry import available_models, build_model
 from distill.models.spec import build_from_spec, build_loaded, check_buildable
 from distill.stages import auto_teacher
-from distill.stages.common import (
-    _num,
-    check_distill,
-    check_path,
-    check_training,
-    dataset_key,
-    hydra_entry,
-    load_data,
-    model_key,
-    model_name,
-    model_spec,
-    open_loggers,
-    output_dir,
-    plain_value,
-    raise_if,
-    resume_state,
-    save_resolved_config,
-    setup,
-)
 from distill.stages.training import describe, train_model
 
 log = logging.getLogger("distill")
@@ -222,10 +217,10 @@ def validate(cfg: DictConfig) -> None:
         if str(cache.enabled).lower() not in ("auto", "true", "false"):
             errors.append(f"cache.enabled={cache.enabled!r} must be auto, true or false")
         if cache.views is not None:
-            _num(cfg, "cache.views", errors, lo=1, integer=True)
-        _num(cfg, "cache.max_gb", errors, lo=0, lo_open=True)
+            check_number(cfg, "cache.views", errors, lo=1, integer=True)
+        check_number(cfg, "cache.max_gb", errors, lo=0, lo_open=True)
         if cache.seed is not None:  # null: the run's seed
-            _num(cfg, "cache.seed", errors, lo=0, integer=True)
+            check_number(cfg, "cache.seed", errors, lo=0, integer=True)
         if uses_teacher_ and str(cache.enabled).lower() != "false" and (problem := cache_dir_problem(str(cache.dir))):
             errors.append(problem)
     if not errors:

@@ -12,6 +12,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch import nn
 
+from distill.config.adapters import model_spec, plain_config
+from distill.config.checks import plain_value
 from distill.data.base import Splits
 from distill.engine.checkpoint import read_weights
 from distill.engine.fit import FitResult, TrainerSettings, fit
@@ -21,7 +23,6 @@ from distill.engine.runs import RunDir
 from distill.engine.taps import attach_taps
 from distill.models.registry import count_params
 from distill.models.spec import ModelSpec, build_from_spec, load_state_into
-from distill.stages.common import model_spec, plain_config, plain_value
 
 log = logging.getLogger("distill")
 

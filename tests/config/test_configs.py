@@ -7,9 +7,9 @@ import torch
 from hydra.utils import instantiate
 
 from distill import config_dir
+from distill.config.adapters import model_spec
 from distill.models.spec import build_from_spec
 from distill.stage_names import STAGES
-from distill.stages.common import model_spec
 
 CONF = Path(config_dir())
 

@@ -86,7 +86,8 @@ def test_an_interrupted_teacher_is_continued_by_the_rerun(tmp_path):
 
 def _fake_teacher_run(root: Path, name: str, epochs: int, summary: bool = True, failed: bool = False) -> Path:
     """A teacher run folder as the teacher stage writes it (config.yaml, state, summary)."""
-    from distill.stages.common import compose_stage, plain_config
+    from distill.config.adapters import plain_config
+    from distill.config.entry import compose_stage
 
     cfg = compose_stage("teacher", ["teacher=mlp", "dataset=digits", f"trainer.epochs={epochs}", f"paths.root={root}"])
     run = root / "teacher" / name
@@ -103,7 +104,8 @@ def _fake_teacher_run(root: Path, name: str, epochs: int, summary: bool = True, 
 
 @pytest.fixture
 def want(tmp_path):
-    from distill.stages.common import compose_stage, plain_config
+    from distill.config.adapters import plain_config
+    from distill.config.entry import compose_stage
 
     cfg = compose_stage("teacher", ["teacher=mlp", "dataset=digits", f"paths.root={tmp_path}"])  # 20 epochs
     cfg.paths.output_dir = str(tmp_path / "teacher" / "new")

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import torch
 
+from distill.config.adapters import load_data, setup
 from distill.engine.cache import make_view
 from distill.engine.loop import Teachers
 from distill.models.registry import build_model
-from distill.stages.common import load_data, setup
 from distill.stages.train import _teacher_cache
 from tests.conftest import FAST
 

@@ -1,10 +1,11 @@
 """Which part may use which (../shared/STYLE.md), checked on every import in the package.
 
-Layers, bottom to top: the package root (``errors``, ``io``, the version and config folder); the parts
-that know nothing of each other (``data``, ``losses``, ``models``); ``export``; ``engine`` (runs
-models on data with losses); ``compress``; the ``stages``; the ``cli`` and the Python ``api``. A module
-imports its own layer's folder or layers below it, never above; ``losses`` sees tensors only (no model
-or dataset code); ``data`` knows nothing of models, ``models`` nothing of distillation.
+Layers, bottom to top: the package root (``errors``, ``io``, the version, the config folder, the
+stage table); the parts that know nothing of each other (``data``, ``losses``, ``models``);
+``export``; ``engine`` (runs models on data with losses); ``compress``; ``config`` (reads the Hydra
+config for a stage); the ``stages``; the ``cli`` and the Python ``api``. A module imports its own
+folder or layers below it, never above or beside; ``losses`` sees tensors only (no model or dataset
+code); ``data`` knows nothing of models, ``models`` nothing of distillation.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ import distill
 
 ROOT = Path(distill.__file__).parent
 LAYER = {
-    "distill": 0, "errors": 0, "io": 0, "stage_names": 0, "__main__": 7,
+    "distill": 0, "errors": 0, "io": 0, "stage_names": 0, "__main__": 8,
     "data": 1, "losses": 1, "models": 1,
-    "export": 2, "engine": 3, "compress": 4, "stages": 5, "cli": 6, "api": 6,
+    "export": 2, "engine": 3, "compress": 4, "config": 5, "stages": 6, "cli": 7, "api": 7,
 }  # fmt: skip
 SIBLINGS_APART = {"data": {"models", "losses"}, "losses": {"models", "data"}, "models": {"losses", "data"}}
 

@@ -1,0 +1,172 @@
+"""From config nodes to the typed objects the parts take: trainer settings and seeds, the data, model
+descriptions and keys, the run folder, the resolved config, the resumed state, the loggers."""
+
+from __future__ import annotations
+
+import logging
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from distill.config.checks import logger_names, plain_value
+from distill.data.base import Splits
+from distill.engine.fit import TrainerSettings
+from distill.engine.runs import RESUME_FREE, RunDir
+from distill.errors import UserError
+from distill.io import atomic_write
+from distill.models.registry import TIMM_PREFIX
+from distill.models.spec import ModelSpec
+
+log = logging.getLogger("distill")
+
+
+def setup(cfg: DictConfig) -> tuple[TrainerSettings, torch.device]:
+    """Seeds every generator, sets threads, picks the device."""
+    settings = TrainerSettings(**OmegaConf.to_container(cfg.trainer, resolve=True))
+    seed = int(cfg.seed)
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    from distill.engine import dist
+
+    return settings, dist.device_for(settings.torch_device())
+
+
+def load_data(cfg: DictConfig) -> Splits:
+    """Instantiates the dataset node of the user's own config (``_target_`` is a loader in
+    ``distill.data``, or one of theirs through ``--config-dir``); a UserError the loader raises stays
+    one line instead of Hydra's "Error in call to target ..." wrapping."""
+    from hydra.errors import InstantiationException
+
+    try:
+        return instantiate(cfg.dataset, _convert_="all")
+    except InstantiationException as e:
+        cause = e.__cause__
+        while cause is not None and not isinstance(cause, UserError) and cause.__cause__ is not None:
+            cause = cause.__cause__
+        if isinstance(cause, UserError):
+            raise cause from None
+        raise
+
+
+def model_name(node: DictConfig) -> str:
+    """The registry name of a model node: ``name``, or ``timm/<name>`` for ``source: timm``."""
+    return f"{TIMM_PREFIX}{node.name}" if node.get("source") == "timm" else str(node.name)
+
+
+def model_spec(node: DictConfig, data: Splits) -> ModelSpec:
+    return ModelSpec(
+        name=model_name(node),
+        num_classes=data.num_classes,
+        in_channels=data.in_channels,
+        image_size=list(data.image_size),
+        mean=list(data.mean),
+        std=list(data.std),
+        classes=list(data.classes),
+        kwargs=plain_value(node.get("kwargs")) or {},
+    )
+
+
+def model_key(node: DictConfig) -> dict[str, Any]:
+    """What identifies a trained model's recipe: architecture, its arguments and its initial weights."""
+    return {"name": model_name(node), "kwargs": plain_value(node.get("kwargs")) or {}, "weights": node.get("weights")}
+
+
+def dataset_key(cfg: DictConfig) -> dict[str, Any]:
+    """What identifies the data a model was trained on (whether it was downloaded does not matter)."""
+    key = OmegaConf.to_container(cfg.dataset, resolve=True)
+    key.pop("download", None)
+    return key
+
+
+def output_dir(cfg: DictConfig) -> Path:
+    path = Path(str(cfg.paths.output_dir))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def plain_config(cfg: DictConfig) -> dict:
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+def save_resolved_config(cfg: DictConfig, run_dir: Path) -> None:
+    atomic_write(RunDir(run_dir).config, OmegaConf.to_yaml(cfg, resolve=True))
+
+
+def resume_state(cfg: DictConfig) -> dict | None:
+    """The saved state of the run ``cfg.resume`` names (None when not resuming), after checking that
+    its format is ours and that this config is the one it ran with."""
+    import yaml
+
+    from distill.engine.checkpoint import load_state
+    from distill.engine.fit import check_state
+
+    if cfg.get("resume") is None:
+        return None
+    root = Path(str(cfg.resume))
+    state_file = RunDir(root).state
+    if not state_file.is_file():
+        raise UserError(f"{root} has no saved state (checkpoints/state.pt) to resume")
+    state = load_state(state_file)
+    check_state(state, state_file)
+    from distill.engine.runs import flatten
+
+    before = flatten(yaml.safe_load(RunDir(root).config.read_text()) or {})
+    now = flatten(plain_config(cfg))
+    for key in sorted(set(before) | set(now)):
+        if key.startswith(RESUME_FREE) or before.get(key) == now.get(key):
+            continue
+        raise UserError(
+            f"cannot resume {root}: {key} was {before.get(key)!r} when it ran and is {now.get(key)!r} now "
+            "(the configs under conf/ changed, or it was started from another folder)"
+        )
+    return state
+
+
+def open_loggers(cfg: DictConfig, run_dir: Path, stage: str):
+    """The run's trackers (rank 0 only): an MLflow experiment per stage, or per sweep for its members."""
+    from distill.engine import dist
+    from distill.engine.loggers import Loggers
+
+    names = [n for n in logger_names(cfg) if n != "csv"]
+    if not names or not dist.is_main():
+        return Loggers([])
+    experiment, run_name = f"distill-{stage}", run_dir.name
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+            sweep = Path(HydraConfig.get().sweep.dir)
+            experiment, run_name = f"distill-{stage} sweep {sweep.parent.name}/{sweep.name}", f"job {run_dir.name}"
+    except ImportError:
+        pass
+    settings = OmegaConf.to_container(cfg.logger, resolve=True)
+    loggers = Loggers.build(names, settings, run_dir, Path(str(cfg.paths.root)), experiment, run_name)
+    loggers.start(plain_config(cfg))
+    return loggers
+
+
+def teacher_for_comparison(path: str | None) -> tuple[Any, str] | None:
+    """The teacher a run learned from, to compare with in eval/export: a distill weights file or an
+    ONNX file (run in onnxruntime); None for precomputed logits or a file that is gone."""
+    if not path or not Path(path).is_file():
+        return None
+    if Path(path).suffix == ".onnx":
+        from distill.models.onnx_teacher import OnnxTeacher
+
+        return OnnxTeacher(path), "onnx"
+    from distill.engine.checkpoint import load_model
+
+    try:
+        model, spec, _, _ = load_model(path)
+    except UserError:  # precomputed logits: nothing to run on test images
+        return None
+    return model, spec.name

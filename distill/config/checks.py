@@ -1,0 +1,214 @@
+"""Checks of a composed config: each appends its problems to a list, and :func:`raise_if` reports them
+all in one line, before anything runs or any folder is made."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra.utils import get_class, instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from distill import config_dir
+from distill.data.augment import AUGMENTS, MIXES
+from distill.engine.teacher_backend import BACKENDS
+from distill.errors import UserError, closest
+from distill.losses.base import Method
+from distill.losses.kd import LOSS_KINDS
+from distill.models.registry import available_models
+
+PRECISIONS = ("32", "bf16-mixed", "16-mixed")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def check_number(
+    cfg: DictConfig,
+    key: str,
+    errors: list[str],
+    lo: float | None = None,
+    hi: float | None = None,
+    integer: bool = False,
+    lo_open: bool = False,
+) -> None:
+    """Checks that ``key`` is a number in range, appending a readable problem to ``errors``."""
+    value = OmegaConf.select(cfg, key)
+    kind = "a whole number" if integer else "a number"
+    ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
+    if isinstance(value, bool) or not ok_type:
+        errors.append(f"{key} must be {kind}, got {value!r}")
+        return
+    if lo is not None and (value <= lo if lo_open else value < lo):
+        errors.append(f"{key} must be {'>' if lo_open else '>='} {lo}, got {value}")
+    if hi is not None and value > hi:
+        errors.append(f"{key} must be <= {hi}, got {value}")
+
+
+def check_choice(cfg: DictConfig, key: str, choices: tuple[str, ...] | list[str], errors: list[str]) -> None:
+    value = OmegaConf.select(cfg, key)
+    if str(value) not in choices:
+        errors.append(f"{key}={value!r} is not one of {', '.join(choices)}{closest(str(value), choices)}")
+
+
+def missing_keys(cfg: DictConfig, prefix: str = "") -> list[str]:
+    """Required values (``???``) left unset, as dotted keys."""
+    found = []
+    for key in cfg.keys() if isinstance(cfg, DictConfig) else []:
+        full = f"{prefix}{key}"
+        if OmegaConf.is_missing(cfg, key):
+            found.append(full)
+        elif isinstance(cfg._get_node(key), DictConfig) and key != "hydra":
+            found.extend(missing_keys(cfg._get_node(key), full + "."))
+    return found
+
+
+def _check_optim_sched(cfg: DictConfig, errors: list[str]) -> None:
+    """Builds the optimizer and scheduler on one dummy parameter: torch's own checks of momentum,
+    betas, weight decay, step sizes, ... report a bad value before any run starts."""
+    if cfg.sched.get("warmup_epochs") is not None:
+        check_number(cfg, "sched.warmup_epochs", errors, lo=0, integer=True)
+        if errors:
+            return
+    try:
+        optimizer = instantiate(cfg.optim)(params=[torch.zeros(1, requires_grad=True)])
+    except Exception as e:  # noqa: BLE001 - torch's ValueError/TypeError, or a bad _target_
+        errors.append(f"optim: {_first_line(e)}")
+        return
+    try:
+        instantiate(cfg.sched)(optimizer=optimizer)
+    except Exception as e:  # noqa: BLE001
+        errors.append(f"sched: {_first_line(e)}")
+
+
+def _first_line(e: Exception) -> str:
+    text = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
+    return text[:300]
+
+
+def _check_writable(path: str, key: str, errors: list[str]) -> None:
+    """The nearest existing folder of ``path`` must be writable (runs are written under it)."""
+    import os
+
+    p = Path(path).expanduser().absolute()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    if p.exists() and (not p.is_dir() or not os.access(p, os.W_OK)):
+        errors.append(f"{key}={path}: {p} is not a writable folder")
+
+
+def check_training(cfg: DictConfig, errors: list[str], model_keys: tuple[str, ...]) -> None:
+    """Validation shared by ``teacher`` and ``train``: trainer, optimizer, dataset, model names."""
+    check_number(cfg, "seed", errors, lo=0, integer=True)
+    check_number(cfg, "trainer.epochs", errors, lo=1, integer=True)
+    check_number(cfg, "trainer.batch_size", errors, lo=1, integer=True)
+    check_number(cfg, "trainer.eval_batch_size", errors, lo=1, integer=True)
+    check_number(cfg, "trainer.num_workers", errors, lo=0, integer=True)
+    check_number(cfg, "trainer.bn_recalibrate_batches", errors, lo=1, integer=True)
+    if cfg.trainer.get("save_every_steps") is not None:
+        check_number(cfg, "trainer.save_every_steps", errors, lo=0, integer=True)
+    check_choice(cfg, "trainer.device", DEVICES, errors)
+    check_choice(cfg, "trainer.precision", PRECISIONS, errors)
+    if cfg.trainer.get("teacher_precision") is not None:
+        check_choice(cfg, "trainer.teacher_precision", ("auto", *PRECISIONS), errors)
+    if cfg.trainer.get("teacher_backend") is not None:
+        check_choice(cfg, "trainer.teacher_backend", BACKENDS, errors)
+        precision = cfg.trainer.get("teacher_precision")
+        if cfg.trainer.teacher_backend == "onnxruntime" and str(precision) not in ("None", "auto", "32"):
+            errors.append(
+                f"trainer.teacher_backend=onnxruntime runs the teacher in float32, but trainer.teacher_precision="
+                f"{precision}; drop one of them (teacher_backend=torch keeps {precision})"
+            )
+    check_choice(cfg, "trainer.progress", ("auto", "on", "off"), errors)
+    if cfg.trainer.device == "cuda" and not torch.cuda.is_available():
+        errors.append("trainer.device=cuda but no CUDA device is available; use trainer.device=auto or cpu")
+    if cfg.trainer.precision == "16-mixed" and (cfg.trainer.device == "cpu" or not torch.cuda.is_available()):
+        errors.append("trainer.precision=16-mixed needs a CUDA device; on CPUs use bf16-mixed or 32")
+    if cfg.trainer.threads is not None:
+        check_number(cfg, "trainer.threads", errors, lo=1, integer=True)
+    check_number(cfg, "optim.lr", errors, lo=0, lo_open=True)
+    if not errors:
+        _check_optim_sched(cfg, errors)
+    _check_writable(str(cfg.paths.root), "paths.root", errors)
+    from distill.engine.loggers import check_available
+
+    errors.extend(check_available(logger_names(cfg)))
+    check_choice(cfg, "dataset.augment", AUGMENTS, errors)
+    for key in ("compile", "channels_last", "bn_recalibrate"):
+        if key in cfg.trainer and not isinstance(cfg.trainer[key], bool):
+            errors.append(f"trainer.{key} must be true or false, got {cfg.trainer[key]!r}")
+    if cfg.trainer.get("mix") is not None:
+        check_choice(cfg, "trainer.mix", MIXES, errors)
+        check_number(cfg, "trainer.mix_alpha", errors, lo=0, lo_open=True)
+    if "val_fraction" in cfg.dataset:
+        check_number(cfg, "dataset.val_fraction", errors, lo=0, hi=0.9, lo_open=True)
+    models = available_models()
+    for key in model_keys:
+        name = OmegaConf.select(cfg, f"{key}.name")
+        if OmegaConf.select(cfg, f"{key}.source") == "timm":
+            check_path(OmegaConf.select(cfg, f"{key}.weights"), f"{key}.weights", errors, folder_ok=False)
+            continue  # timm names are checked when the model is built
+        if name not in models:
+            errors.append(
+                f"{key}.name={name!r} is not a known model{closest(str(name), models)}; "
+                f"pick {key}=<torchvision name> or one of the conf/{key}/ files"
+            )
+
+
+def check_distill(cfg: DictConfig, errors: list[str]) -> None:
+    check_number(cfg, "distill.temperature", errors, lo=0, lo_open=True)
+    check_number(cfg, "distill.alpha", errors, lo=0, hi=1)
+    check_choice(cfg, "distill.loss", LOSS_KINDS, errors)
+    d = cfg.distill
+    if d.get("beta") is not None:
+        check_number(cfg, "distill.beta", errors, lo=0)
+    if d.get("label_smoothing") is not None:
+        check_number(cfg, "distill.label_smoothing", errors, lo=0, hi=0.99)
+    if d.get("temperature_end") is not None:
+        check_number(cfg, "distill.temperature_end", errors, lo=0, lo_open=True)
+    for key in ("student_layers", "teacher_layers"):
+        value = plain_value(d.get(key))
+        if (
+            value is not None
+            and not isinstance(value, str)
+            and not (isinstance(value, list) and all(isinstance(v, str) for v in value))
+        ):
+            errors.append(f"distill.{key} must be auto, head or a list of layer names, got {value!r}")
+    method = d.get("method")
+    if method is not None:
+        target = method.get("_target_") if OmegaConf.is_dict(method) else None
+        try:
+            cls = get_class(str(target))
+        except Exception:  # noqa: BLE001 - hydra raises several kinds; all mean the same to the user
+            cls = None
+        if cls is None or not (isinstance(cls, type) and issubclass(cls, Method)):
+            methods = (Path(config_dir()) / "distill").glob("*.yaml")
+            known = sorted(p.stem for p in methods if not p.stem.startswith("_"))  # _base: not a method
+            errors.append(
+                f"distill.method._target_={target!r} is not a distillation method; pick distill=NAME, "
+                f"one of: {', '.join(known)}"
+            )
+
+
+def check_path(value: Any, key: str, errors: list[str], folder_ok: bool = True) -> None:
+    """``key`` must name an existing path (a file, when ``folder_ok`` is False)."""
+    if value is None:
+        return
+    if not Path(str(value)).exists():
+        errors.append(f"{key}={value} does not exist")
+    elif not folder_ok and Path(str(value)).is_dir():
+        errors.append(f"{key}={value} is a folder; give the file itself")
+
+
+def raise_if(errors: list[str]) -> None:
+    if errors:
+        raise UserError("; ".join(errors))
+
+
+def plain_value(value: Any) -> Any:
+    """A config node as plain Python containers (other values as they are)."""
+    return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+
+
+def logger_names(cfg: DictConfig) -> list[str]:
+    node = cfg.get("logger")
+    return [str(k) for k in node.keys()] if node is not None else []
