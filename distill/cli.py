@@ -315,7 +315,7 @@ def resume_args(stage: str, args: list[str]) -> list[str]:
 def _torchrun_args(stage: str, args: list[str]) -> list[str]:
     """Under torchrun: joins the process group, gives every rank rank 0's run folder, and keeps
     ranks other than 0 from writing Hydra's files and logs (they train; rank 0 writes)."""
-    from distill.engine import dist
+    from distill.engine import distributed as dist
 
     if not dist.launched_by_torchrun():
         return args

@@ -34,7 +34,7 @@ def setup(cfg: DictConfig) -> tuple[TrainerSettings, torch.device]:
     torch.manual_seed(seed)
     if settings.threads:
         torch.set_num_threads(settings.threads)
-    from distill.engine import dist
+    from distill.engine import distributed as dist
 
     return settings, dist.device_for(settings.torch_device())
 
@@ -132,7 +132,7 @@ def resume_state(cfg: DictConfig) -> dict | None:
 
 def open_loggers(cfg: DictConfig, run_dir: Path, stage: str):
     """The run's trackers (rank 0 only): an MLflow experiment per stage, or per sweep for its members."""
-    from distill.engine import dist
+    from distill.engine import distributed as dist
     from distill.engine.loggers import Loggers
 
     names = [n for n in logger_names(cfg) if n != "csv"]

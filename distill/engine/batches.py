@@ -8,7 +8,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from distill.data.augment import augment_batch
-from distill.engine import dist
+from distill.engine import distributed as dist
 
 
 class _EpochBatches(Dataset):

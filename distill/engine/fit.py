@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from distill.data.base import Splits
-from distill.engine import dist
+from distill.engine import distributed as dist
 from distill.engine.batches import BatchLoader
 from distill.engine.checkpoint import save_state, save_weights
 from distill.engine.loop import EpochStats, Running, Teachers, predict, recalibrate_bn, train_one_epoch
@@ -46,7 +46,7 @@ def fast_bf16(device: torch.device) -> bool:
 class TrainerSettings:
     """How to train; mirrors the ``trainer`` config group (see ``conf/trainer/default.yaml``)."""
 
-    epochs: int = 20
+    epochs: int = 30  # as conf/trainer/default.yaml (the teacher stage sets 20 in conf/teacher.yaml)
     batch_size: int = 64
     device: str = "auto"
     precision: str = "32"

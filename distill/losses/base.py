@@ -71,5 +71,11 @@ class Method(nn.Module):
         (batch dimension dropped) seen on a first batch, before the optimizer is made. Their
         parameters train with the student and are not part of the exported student."""
 
+    def check(self, num_teachers: int) -> list[str]:
+        """What is wrong with this method's settings for a run with ``num_teachers`` frozen teachers,
+        as ``"<argument> ..."`` lines (the train stage reports them as ``distill.method.<argument>``
+        before anything runs). Settings wrong on their own are the constructor's ``ValueError``."""
+        return []
+
     def forward(self, b: DistillInputs) -> dict[str, torch.Tensor]:  # pragma: no cover - abstract
         raise NotImplementedError

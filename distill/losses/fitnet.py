@@ -33,7 +33,9 @@ class FitNet(Method):
 
     def __init__(self, hint_epochs: int = 0, weight: float = 100.0) -> None:
         super().__init__()
-        self.hint_epochs = int(hint_epochs)
+        if isinstance(hint_epochs, bool) or not isinstance(hint_epochs, int) or hint_epochs < 0:
+            raise ValueError(f"hint_epochs must be a whole number >= 0, got {hint_epochs!r}")
+        self.hint_epochs = hint_epochs
         self.weight = float(weight)
         self.connectors = nn.ModuleList()
         self.pairs: list[tuple[int, int]] = []

@@ -6,7 +6,26 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-LOSS_KINDS = ("kl", "mse", "soft_ce")
+
+def _kl(s: torch.Tensor, t: torch.Tensor, T: float) -> torch.Tensor:
+    """T^2 * KL(softmax(t/T) || softmax(s/T)), averaged over the batch."""
+    log_ps, log_pt = F.log_softmax(s / T, dim=1), F.log_softmax(t / T, dim=1)
+    return F.kl_div(log_ps, log_pt, reduction="batchmean", log_target=True) * T * T
+
+
+def _soft_ce(s: torch.Tensor, t: torch.Tensor, T: float) -> torch.Tensor:
+    """T^2 * CE(softmax(t/T), softmax(s/T)), averaged over the batch (KL plus the teacher's entropy)."""
+    return -(F.softmax(t / T, dim=1) * F.log_softmax(s / T, dim=1)).sum(dim=1).mean() * T * T
+
+
+def _mse(s: torch.Tensor, t: torch.Tensor, T: float) -> torch.Tensor:
+    """MSE between the logits, averaged over all of them (no temperature)."""
+    return F.mse_loss(s, t)
+
+
+# distill.loss=NAME: the soft-target term of each kind. A new kind is one function and one entry here.
+SOFT_TERMS = {"kl": _kl, "mse": _mse, "soft_ce": _soft_ce}
+LOSS_KINDS = tuple(SOFT_TERMS)
 
 
 class KDLoss(nn.Module):
@@ -58,16 +77,7 @@ class KDLoss(nn.Module):
 
     def soft(self, s: torch.Tensor, t: torch.Tensor, epoch: int = 0) -> torch.Tensor:
         """The soft-target term, before weighting by alpha."""
-        s, t = s.float(), t.float()
-        if self.kind == "mse":
-            return F.mse_loss(s, t)
-        T = self.temperature_at(epoch)
-        log_ps = F.log_softmax(s / T, dim=1)
-        if self.kind == "kl":
-            loss = F.kl_div(log_ps, F.log_softmax(t / T, dim=1), reduction="batchmean", log_target=True)
-        else:
-            loss = -(F.softmax(t / T, dim=1) * log_ps).sum(dim=1).mean()
-        return loss * T * T
+        return SOFT_TERMS[self.kind](s.float(), t.float(), self.temperature_at(epoch))
 
     def forward(
         self,

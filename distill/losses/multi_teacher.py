@@ -51,6 +51,13 @@ class MultiTeacherKD(Method):
         self.mode = mode
         self.temperature = float(temperature)
 
+    def check(self, num_teachers: int) -> list[str]:
+        return [
+            f"{key} has {len(values)} values for {num_teachers} teacher(s) (the teacher config's and distill.teachers)"
+            for key, values in (("weights", self.weights), ("temperatures", self.temperatures))
+            if values is not None and len(values) != num_teachers
+        ]
+
     def _per_teacher(self, values: list[float] | None, n: int, default: float, what: str) -> list[float]:
         if values is None:
             return [default] * n

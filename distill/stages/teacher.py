@@ -21,7 +21,7 @@ from distill.config.adapters import (
 )
 from distill.config.checks import check_training, raise_if
 from distill.config.entry import hydra_entry
-from distill.engine import dist
+from distill.engine import distributed as dist
 from distill.engine.runs import RunDir, env_info, write_json
 from distill.engine.tables import MODEL_COLUMNS, model_row, print_table
 from distill.losses.combined import DistillLoss

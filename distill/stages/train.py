@@ -36,7 +36,7 @@ from distill.config.adapters import (
 from distill.config.checks import check_distill, check_number, check_path, check_training, plain_value, raise_if
 from distill.config.entry import hydra_entry
 from distill.data.base import Splits
-from distill.engine import dist
+from distill.engine import distributed as dist
 from distill.engine.batches import BatchLoader
 from distill.engine.cache import (
     CachedTeacher,
@@ -124,18 +124,7 @@ def _check_method(cfg: DictConfig, errors: list[str]) -> None:
             f"{type(method).__name__} distils the student into itself without a teacher: distill.alpha must be 0, "
             f"got {d.alpha}"
         )
-    n_teachers = 1 + len(as_list(d.get("teachers")))
-    for key in ("weights", "temperatures"):
-        values = getattr(method, key, None)
-        given = plain_value(d.method.get(key))
-        if given is not None and values is not None and len(given) != n_teachers:
-            errors.append(
-                f"distill.method.{key} has {len(given)} values for {n_teachers} teacher(s) "
-                "(the teacher config's and distill.teachers)"
-            )
-    hint_epochs = d.method.get("hint_epochs")
-    if hint_epochs is not None and (not isinstance(hint_epochs, int) or hint_epochs < 0):
-        errors.append(f"distill.method.hint_epochs must be a whole number >= 0, got {hint_epochs!r}")
+    errors.extend(f"distill.method.{problem}" for problem in method.check(1 + len(as_list(d.get("teachers")))))
 
 
 def _check_black_box_file(cfg: DictConfig, errors: list[str]) -> None:

@@ -56,6 +56,9 @@ CASES = [
     (["train", "teacher.checkpoint=/nonexistent/run"], ["teacher.checkpoint=/nonexistent/run does not exist"]),
     (["train", "dataset=imagefolder"], ["dataset.root must be given"]),
     (["train", "-m", "distill.temperature=1,-2"], ["distill.temperature must be > 0", "distill.temperature=-2"]),
+    # a method's own checks: its constructor, and Method.check for the run's number of teachers
+    (["train", "distill=fitnet", "distill.method.hint_epochs=1.5"], ["(FitNet): hint_epochs must be a whole number"]),
+    (["train", "distill=multi_teacher", "distill.method.weights=[1,2]"], ["distill.method.weights has 2 values for 1"]),
     (["eval", "run=/nonexistent"], ["/nonexistent does not exist"]),
     (["export"], ["run must be given"]),
     (["report", "/nonexistent"], ["is not a folder"]),

@@ -49,7 +49,7 @@ def _rank(rank: int, port: int, out: str) -> None:
     """One rank: distill's own start and gradient averaging, on its half of the global batch."""
     import torch.distributed as tdist
 
-    from distill.engine import dist
+    from distill.engine import distributed as dist
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE="2")
     torch.set_num_threads(1)
