@@ -31,7 +31,7 @@ class RunDir:
 
     ``config.yaml`` (the resolved config), ``summary.json`` (written last: a run with one has
     finished), ``metrics.jsonl`` (a line per epoch), ``env.json``, ``failed.json`` (a run that stopped
-    on an error), ``<stage>.log``, and ``checkpoints/`` with ``best.safetensors``,
+    on an error), Hydra's ``<stage>.log``, and ``checkpoints/`` with ``best.safetensors``,
     ``last.safetensors`` and the resumable ``state.pt``.
     """
 
