@@ -54,5 +54,6 @@ def test_the_automatic_teacher_precision_is_bf16_on_a_gpu_that_has_it(digits_tea
     args.append("trainer.teacher_backend=torch")  # the precision is what is automatic here
     summary = api.run("train", [*args, outputs_root(tmp_path), f"paths.output_dir={tmp_path / 'run'}"])
     assert summary["teacher_cache"]["used"]
-    meta = json.loads((tmp_path / "outputs" / "cache").glob("*/meta.json").__next__().read_text())
+    (meta_file,) = (tmp_path / "outputs" / "cache").glob("*/meta.json")  # the one entry this run built
+    meta = json.loads(meta_file.read_text())
     assert meta["key"]["precision"] == "bf16-mixed", meta["key"]
