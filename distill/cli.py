@@ -162,7 +162,7 @@ def _explain(stage: str, error: Exception, overrides: list[str]) -> str:
         from hydra.core.global_hydra import GlobalHydra
 
         group, name = missing.groups()
-        options = [o for o in GlobalHydra.instance().config_loader().get_group_options(group) if not o.startswith("_")]
+        options = GlobalHydra.instance().config_loader().get_group_options(group)
         sample = ", ".join(o for o in options if not o[0].isdigit())
         if len(options) > 20:
             sample = ", ".join(sorted(o for o in options if "_" not in o or o.startswith(("resnet", "mobilenet")))[:20])

@@ -181,8 +181,7 @@ def check_distill(cfg: DictConfig, errors: list[str]) -> None:
         except Exception:  # noqa: BLE001 - hydra raises several kinds; all mean the same to the user
             cls = None
         if cls is None or not (isinstance(cls, type) and issubclass(cls, Method)):
-            methods = (Path(config_dir()) / "distill").glob("*.yaml")
-            known = sorted(p.stem for p in methods if not p.stem.startswith("_"))  # _base: not a method
+            known = sorted(p.stem for p in (Path(config_dir()) / "distill").glob("*.yaml"))
             errors.append(
                 f"distill.method._target_={target!r} is not a distillation method; pick distill=NAME, "
                 f"one of: {', '.join(known)}"
