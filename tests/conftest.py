@@ -35,12 +35,12 @@ def read_metrics(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
-def method_args(name: str, teacher: Path) -> list[str]:
-    """The teacher overrides for ``distill=NAME`` from the teacher run ``teacher``: online peers
-    train from scratch (no trained teacher); multi-teacher takes the same run as its second teacher."""
+def method_args(name: str, teacher: Path, model: str = "lenet5") -> list[str]:
+    """The teacher overrides for ``distill=NAME`` from the teacher run ``teacher`` of ``model``: online
+    peers train from scratch (no trained teacher); multi-teacher takes the same run as its second teacher."""
     if name in ("online", "mutual"):
-        return ["teacher=lenet5"]
-    args = ["teacher=lenet5", f"teacher.checkpoint={teacher}"]
+        return [f"teacher={model}"]
+    args = [f"teacher={model}", f"teacher.checkpoint={teacher}"]
     if name == "multi_teacher":
         args.append(f"distill.teachers=[{teacher}]")
     return args
@@ -151,14 +151,12 @@ def one_thread():
 
 def vit_classifier(side: int, channels: int, **kwargs):
     """distill's vit_tiny for side x side images in a Classifier, with a head that does not start at zero."""
-    import torch
     from torch import nn
 
     from distill.models.registry import build_model
 
     model = build_model("vit_tiny", 10, channels, (side, side), (0.5,) * channels, (0.25,) * channels, kwargs=kwargs)
     nn.init.normal_(model.net.heads.head.weight, std=0.2)  # torchvision starts the head at zero: all logits 0
-    assert isinstance(model, torch.nn.Module)
     return model
 
 
@@ -187,7 +185,7 @@ def linear_onnx(path: Path, chw: tuple = (1, 2, 2), k: int = 2, batch: int | str
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    size = int(np.prod(chw)) if all(isinstance(d, int) for d in chw) else 12
+    size = int(np.prod(chw)) if all(isinstance(d, int) for d in chw) else 12  # free C, H, W: fed 3x2x2 images
     w = np.random.default_rng(0).standard_normal((size, k)).astype(np.float32)
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, *chw])
     y = helper.make_tensor_value_info("logits", TensorProto.FLOAT, [batch, k])
