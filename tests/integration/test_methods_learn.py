@@ -3,9 +3,11 @@
 The README's digits column (resnet18 teacher of 20 epochs, lenet5 student, 15 epochs, every method
 with its YAML defaults): each method must end well above chance (0.10 on ten classes), and the logit
 methods and attention transfer above the student alone with the same seed and budget, as the table
-says they do. Measured on an AMD EPYC (AVX-512, bf16), seed 0: teacher 0.981, alone 0.903; kd 0.967,
-dkd 0.958, dist 0.961, multi_teacher 0.967, at 0.975; rkd 0.953, sp 0.897, pkt 0.875, crd 0.842,
-byot 0.883, mutual 0.939, online 0.914; fitnet 0.092 (see its mark). About 6 minutes on 2 cores.
+says they do. Teacher and student run in float32 PyTorch on every CPU, so the figures do not depend
+on the machine's bf16 or a timing. Measured on an AMD EPYC (AVX-512, bf16), seed 0: teacher 0.981,
+alone 0.903; kd 0.958, dkd 0.939, dist 0.969, multi_teacher 0.975, at 0.961; rkd 0.950, sp 0.864,
+pkt 0.889, crd 0.842, byot 0.883, mutual 0.939, online 0.914; fitnet 0.519 (see its mark). About 6-9
+minutes on 2 cores.
 """
 
 from pathlib import Path
@@ -18,7 +20,9 @@ from tests.conftest import FAST, method_args
 METHODS = sorted(p.stem for p in (Path(config_dir()) / "distill").glob("*.yaml"))
 BEATS_ALONE = {"kd", "dkd", "dist", "multi_teacher", "at"}  # the README's logit methods and AT
 WELL_ABOVE_CHANCE = 0.5
-BUDGET = ["dataset=digits", "student=lenet5", "trainer.epochs=15", "seed=0", *FAST]
+# the teacher in float32 PyTorch on every CPU (auto would pick bf16 or onnxruntime by the hardware and a timing)
+EXPLICIT = ["trainer.teacher_precision=32", "trainer.teacher_backend=torch"]
+BUDGET = ["dataset=digits", "student=lenet5", "trainer.epochs=15", "seed=0", *EXPLICIT, *FAST]
 
 pytestmark = pytest.mark.slow
 
@@ -30,7 +34,7 @@ def table(tmp_path_factory) -> dict:
     teacher = root / "teacher"
     summary = api.run(
         "teacher",
-        ["teacher=resnet18", "dataset=digits", "trainer.epochs=20", *FAST, f"paths.root={root}",
+        ["teacher=resnet18", "dataset=digits", "trainer.epochs=20", "trainer.precision=32", *FAST, f"paths.root={root}",
          f"paths.output_dir={teacher}"],
     )  # fmt: skip
     assert summary["test_acc"] > 0.95, summary["test_acc"]
@@ -47,10 +51,11 @@ def _train(root: Path, teacher: Path, name: str, args: list[str]) -> float:
 
 def _marks(method: str):
     if method == "fitnet":
-        # Measured 0.092: the default hint (weight 100 on every stage, hint MSE ~1.8 against resnet18's
-        # features) holds the student's cross-entropy at 2.30 for all 15 epochs; weight 1, one layer
-        # pair, or hint_epochs=2 with alpha=0.5 stayed at chance too. Strict: it fails once fixed.
-        return [pytest.mark.xfail(strict=True, reason="fitnet's defaults do not learn at this budget")]
+        # The default hint (weight 100 on every stage) swamps the student's cross-entropy: 0.092 with a
+        # bf16 teacher, 0.519 with the float32 one used here (just over the 0.5 bar, 0.38 below the
+        # student alone); weight 1, one layer pair, or hint_epochs=2 with alpha=0.5 did no better.
+        # Not strict: on the edge of the bar, an XPASS says nothing; issue 18 fixes the defaults.
+        return [pytest.mark.xfail(strict=False, reason="fitnet's defaults barely learn at this budget")]
     return []
 
 
