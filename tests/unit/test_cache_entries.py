@@ -18,7 +18,6 @@ import pytest
 import torch
 
 import distill
-from distill.engine import cache as cache_mod
 from distill.engine.cache import (
     CacheKey,
     DamagedEntry,
@@ -32,6 +31,7 @@ from distill.engine.cache import (
     open_entry,
     spot_check,
 )
+from distill.engine.cache import build as cache_build
 
 TAP = "1"  # the Linear layer of the teacher below
 
@@ -148,7 +148,7 @@ def test_a_lost_rename_race_reads_the_winners_entry(tmp_path):
     winner = _build(tmp_path)
     loser = tmp_path / f".{winner.path.name}.loser"
     shutil.copytree(winner.path, loser)
-    entry = cache_mod._publish_entry(loser, winner.path)
+    entry = cache_build._publish_entry(loser, winner.path)
     assert entry.path == winner.path and not entry.built and not loser.exists()
 
 
