@@ -19,7 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from distill import config_dir
-from distill.cli import _flat_keys, precheck
+from distill.cli import precheck
+from distill.config.overrides import flat_keys
 from distill.engine.checkpoint import load_model, load_state, save_state, save_weights
 from distill.errors import UserError
 from distill.models.registry import build_model
@@ -34,7 +35,7 @@ def _leaf_keys(stage: str) -> list[str]:
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
         cfg = compose(config_name=stage)
     GlobalHydra.instance().clear()
-    keys = _flat_keys(cfg)
+    keys = flat_keys(cfg)
     return sorted(k for k in keys if not any(o.startswith(k + ".") for o in keys))
 
 

@@ -1,0 +1,129 @@
+"""What went wrong in a command line's overrides, in one line a user can act on: the unknown key or
+option with its closest match, and the quoting a shell ate."""
+
+from __future__ import annotations
+
+import re
+
+from distill.errors import closest
+
+
+def flat_keys(cfg, prefix: str = "") -> list[str]:
+    from omegaconf import DictConfig
+
+    keys = []
+    for k in cfg.keys():
+        full = f"{prefix}{k}"
+        keys.append(full)
+        value = cfg._get_node(k)
+        if isinstance(value, DictConfig):
+            keys.extend(flat_keys(value, full + "."))
+    return keys
+
+
+def _quoted(value: str) -> str | None:
+    """``value`` in the quotes of Hydra's override grammar, checked by parsing it back; None if no form reads back."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    # Hydra reads a backslash before a quote, or before the closing quote, as an escape: double those.
+    escaped = re.sub(r"(\\+)$", r"\1\1", value)
+    candidates = [f'"{escaped}"', f"'{escaped}'", '"' + re.sub(r'(\\*)"', r'\1\1\\"', escaped) + '"']
+    for form in candidates:
+        try:
+            if parser.parse_override(f"k={form}").value() == value:
+                return form
+        except Exception:  # noqa: BLE001 - a form Hydra cannot read is simply not suggested
+            continue
+    return None
+
+
+# Characters Hydra's override grammar takes in an unquoted value besides ASCII letters and digits.
+_UNQUOTED = set("/-\\+.$%*@?|:_ ")
+
+
+def _quoting_hint(error: Exception, overrides: list[str]) -> str | None:
+    """One line for an override whose value Hydra reads only in quotes: a value with non-ASCII
+    letters, parentheses, '#', '!', ... (a parse error), or with commas (an ambiguous sweep). It
+    shows the quoting that works for the shell and Hydra both, checked by parsing it back."""
+    import shlex
+
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException, OverrideParseException
+
+    parser = OverridesParser.create()
+    ambiguous = re.match(r"Ambiguous value for argument '(.*)'$", str(error).splitlines()[0] if str(error) else "")
+    if ambiguous:
+        override, reason = ambiguous.group(1), ""
+    elif isinstance(error, OverrideParseException):
+        for override in overrides:
+            try:
+                parser.parse_override(override)
+            except HydraException as e:
+                reason = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), "")
+                break
+        else:
+            return None
+    else:
+        return None
+    key, eq, value = override.partition("=")
+    form = _quoted(value) if eq else None
+    if form is None:
+        return f"{override}: Hydra cannot read this override ({reason or 'not key=value'})"
+    try:  # the key must read too: quoting the value does not help `dataset.röot=x`
+        parser.parse_override(f"{key}={form}")
+    except HydraException:
+        return f"{override}: Hydra cannot read the key {key.strip()!r}; keys are ASCII names such as dataset.root"
+    suggestion = shlex.quote(f"{key}={form}")
+    if ambiguous:
+        return (
+            f"{override}: Hydra reads the commas as values to sweep over (with -m); for one value, quote it for "
+            f"Hydra inside the shell's quotes: {suggestion}"
+        )
+    bad = next((c for c in value.strip() if not (c.isascii() and c.isalnum()) and c not in _UNQUOTED), None)
+    what = f" ({bad!r} must be quoted)" if bad else ""
+    return f"{override}: quote the value for Hydra inside the shell's quotes: {suggestion}{what}"
+
+
+def explain(stage: str, error: Exception, overrides: list[str]) -> str:
+    """One line for a Hydra composition error."""
+    from hydra.errors import HydraException
+
+    text = str(error)
+    if isinstance(error, HydraException):
+        hint = _quoting_hint(error, overrides)
+        if hint:
+            return hint
+    plugin = re.search(r"Could not (?:find|load) '(hydra/(?:launcher|sweeper)/(joblib|submitit_\w+|optuna))'", text)
+    if plugin:
+        return f"{plugin.group(1)} comes with Hydra's {plugin.group(2)} plugin: pip install 'distill[sweeps]'"
+    missing = re.search(r"Could not find '([^/']+)/([^']+)'", text)
+    if isinstance(error, (TypeError, ValueError)):  # e.g. teacher=0 or teacher=[1,2]: a group given numbers
+        from hydra.core.global_hydra import GlobalHydra
+
+        loader = GlobalHydra.instance().config_loader()
+        name_list = r"\[?\s*([A-Za-z_][\w./-]*(\s*,\s*[A-Za-z_][\w./-]*)*)?\s*\]?"
+        for o in overrides:
+            group, _, name = o.partition("=")
+            if not re.fullmatch(name_list, name.strip()) and loader.get_group_options(group.lstrip("+~")):
+                return f"{group}={name}: {group} takes a config name from conf/{group}/ (e.g. {group}=mlp)"
+    if missing:
+        from hydra import compose, initialize_config_dir  # noqa: F401  (options come from the loader below)
+        from hydra.core.global_hydra import GlobalHydra
+
+        group, name = missing.groups()
+        options = GlobalHydra.instance().config_loader().get_group_options(group)
+        sample = ", ".join(o for o in options if not o[0].isdigit())
+        if len(options) > 20:
+            sample = ", ".join(sorted(o for o in options if "_" not in o or o.startswith(("resnet", "mobilenet")))[:20])
+            sample += f", ... ({len(options)} in all)"
+        return f"unknown {group} {name!r}{closest(name, options)}; choose one of: {sample}"
+    bad_key = re.search(r"Could not override '([^']+)'", text) or re.search(r"Key '([^']+)' is not in struct", text)
+    if bad_key:
+        key = bad_key.group(1)
+        from hydra import compose
+
+        base = compose(config_name=stage, overrides=[])
+        return f"unknown config key {key!r}{closest(key, flat_keys(base))}; `distill {stage} --cfg job` shows every key"
+    first = next((ln.strip() for ln in text.splitlines() if ln.strip()), type(error).__name__)
+    return first
