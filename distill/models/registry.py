@@ -33,7 +33,7 @@ ZOO: dict[str, tuple[Callable[..., nn.Module], int | None]] = {
     "vit_tiny": (vit.vit_tiny, None),
 }
 
-# timm models are named "timm/<timm name>" (conf/teacher/timm.yaml: teacher=timm teacher.name=...).
+# timm models are named "timm/<timm name>" (conf/models.yaml, timm: teacher=timm teacher.name=...).
 TIMM_PREFIX = "timm/"
 
 # torchvision networks work from 32 px up unless their weights' metadata asks for more

@@ -1,14 +1,16 @@
 """One module per stage; each has ``validate(cfg)``, ``run(cfg) -> dict`` and a Hydra ``main``.
 
-Importing this package registers every torchvision classification model under the ``teacher``
-and ``student`` config groups, so ``teacher=resnet152`` works without a YAML file per model, and
-the ``${run_folder:PATH}`` resolver used by ``eval`` and ``export``.
+Importing this package registers the models of ``conf/models.yaml`` and every torchvision
+classification model under both the ``teacher`` and ``student`` config groups (a teacher node also
+has ``checkpoint: null``), so ``teacher=resnet152`` works without a YAML file per model and role,
+and the ``${run_folder:PATH}`` resolver used by ``eval`` and ``export``.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import yaml
 from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
@@ -18,15 +20,16 @@ from distill.models.registry import torchvision_models
 
 
 def _register_models() -> None:
+    """Each model once, for both roles; a file ``conf/<role>/NAME.yaml`` (``onnx``, ``logits``) wins."""
+    shipped = yaml.safe_load((Path(config_dir()) / "models.yaml").read_text()) or {}  # data: names, kwargs
+    nodes = {name: {"name": name, "kwargs": {}, "weights": None} for name in torchvision_models()}
+    nodes.update(shipped)
     cs = ConfigStore.instance()
     for group in ("teacher", "student"):
         have = {p.stem for p in (Path(config_dir()) / group).glob("*.yaml")}
-        for name in torchvision_models():
+        for name, node in nodes.items():
             if name not in have:
-                node = {"name": name, "kwargs": {}, "weights": None}
-                if group == "teacher":
-                    node["checkpoint"] = None
-                cs.store(group=group, name=name, node=node)
+                cs.store(group=group, name=name, node={**node, "checkpoint": None} if group == "teacher" else node)
 
 
 def _run_folder(path: str) -> str:

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from hydra.utils import instantiate
 
 from distill import config_dir
@@ -15,7 +16,10 @@ CONF = Path(config_dir())
 
 
 def _options(group: str) -> list[str]:
-    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+    """A group's shipped options: its files, and for teacher/student the models of conf/models.yaml."""
+    files = {p.stem for p in (CONF / group).glob("*.yaml")}
+    models = set(yaml.safe_load((CONF / "models.yaml").read_text())) if group in ("teacher", "student") else set()
+    return sorted(files | models)
 
 
 @pytest.mark.parametrize("stage", list(STAGES))
@@ -23,6 +27,16 @@ def test_primary_config_composes(make_cfg, stage):
     extra = {"eval": ["run=x"], "export": ["run=x"], "report": ["dir=x"], "inspect": ["student=mlp"]}.get(stage, [])
     cfg = make_cfg(stage, extra)
     assert cfg.stage == stage
+
+
+def test_each_shipped_model_is_one_entry_for_both_roles(make_cfg):
+    """conf/models.yaml registers each model once: as a teacher it has checkpoint, else the same node."""
+    assert len(_options("student")) >= 13 and not (CONF / "student").exists()
+    for name in _options("student"):
+        extra = [f"teacher.name={name}x", f"student.name={name}x"] if name == "timm" else []  # name: ??? there
+        cfg = make_cfg("train", [f"teacher={name}", f"student={name}", *extra])
+        teacher = dict(cfg.teacher)
+        assert teacher.pop("checkpoint") is None and teacher == dict(cfg.student), name
 
 
 @pytest.mark.parametrize("name", _options("student"))
@@ -53,3 +67,30 @@ def test_torchvision_names_are_config_options(make_cfg, name):
 def test_sweep_dirs_carry_microseconds(make_cfg):
     text = (CONF / "hydra" / "default.yaml").read_text()
     assert "%f" in text and "chdir: false" in text
+
+
+@pytest.mark.parametrize(
+    ("method", "given", "said"),
+    [
+        ("dkd", ["distill.temperature=8"], True),  # alpha 0: DKD softens with its own T
+        ("dkd", ["distill.temperature=8", "distill.alpha=0.5"], False),  # the logit term reads it
+        ("dkd", ["distill.method.temperature=8"], False),  # the right key
+        ("kd", ["distill.temperature=8"], False),  # plain KD has one temperature
+        ("dist", [], False),  # nothing given: nothing to say
+    ],
+)
+def test_a_temperature_that_changes_nothing_is_said(make_cfg, method, given, said):
+    """The rule of the two temperatures: distill.temperature is the logit-KD term's, a method's own is
+    distill.method.temperature; giving the first where only the second is read is named."""
+    from distill.config.entry import API_OVERRIDES
+    from distill.config.train_checks import unused_temperature
+
+    cfg = make_cfg("train", [f"distill={method}", *given])
+    token = API_OVERRIDES.set(tuple(given))
+    try:
+        note = unused_temperature(cfg)
+    finally:
+        API_OVERRIDES.reset(token)
+    assert (note is not None) == said, note
+    if said:
+        assert "distill.method.temperature=4.0" in note and "DKD" in note
