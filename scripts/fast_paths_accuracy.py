@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from distill.engine.fit import fast_bf16
+from distill.engine.settings import fast_bf16
 
 # name -> (what it changes, overrides)
 PATHS: dict[str, tuple[str, list[str]]] = {

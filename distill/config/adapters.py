@@ -10,19 +10,25 @@ from typing import Any
 
 import numpy as np
 import torch
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from distill.config.checks import logger_names, plain_value
 from distill.data.base import Splits
-from distill.engine.fit import TrainerSettings
 from distill.engine.runs import RESUME_FREE, RunDir
+from distill.engine.settings import TrainerSettings
+from distill.engine.supervised import Recipe
 from distill.errors import UserError
 from distill.io import atomic_write
+from distill.losses.combined import DistillLoss
+from distill.losses.kd import KDLoss
 from distill.models.registry import TIMM_PREFIX
 from distill.models.spec import ModelSpec
 
 log = logging.getLogger("distill")
+
+# Teachers known only by their outputs (conf/teacher/onnx.yaml, conf/teacher/logits.yaml).
+BLACK_BOX = ("onnx", "logits")
 
 
 def setup(cfg: DictConfig) -> tuple[TrainerSettings, torch.device]:
@@ -56,12 +62,12 @@ def load_data(cfg: DictConfig) -> Splits:
         raise
 
 
-def model_name(node: DictConfig) -> str:
+def model_name(node: DictConfig | dict) -> str:
     """The registry name of a model node: ``name``, or ``timm/<name>`` for ``source: timm``."""
-    return f"{TIMM_PREFIX}{node.name}" if node.get("source") == "timm" else str(node.name)
+    return f"{TIMM_PREFIX}{node['name']}" if node.get("source") == "timm" else str(node["name"])
 
 
-def model_spec(node: DictConfig, data: Splits) -> ModelSpec:
+def model_spec(node: DictConfig | dict, data: Splits) -> ModelSpec:
     return ModelSpec(
         name=model_name(node),
         num_classes=data.num_classes,
@@ -77,6 +83,45 @@ def model_spec(node: DictConfig, data: Splits) -> ModelSpec:
 def model_key(node: DictConfig) -> dict[str, Any]:
     """What identifies a trained model's recipe: architecture, its arguments and its initial weights."""
     return {"name": model_name(node), "kwargs": plain_value(node.get("kwargs")) or {}, "weights": node.get("weights")}
+
+
+def as_list(value: Any) -> list[str]:
+    """A config value that may be one name or a list of names, as a list."""
+    value = plain_value(value)
+    if value is None:
+        return []
+    return [str(value)] if isinstance(value, str) else [str(v) for v in value]
+
+
+def uses_teacher(cfg: DictConfig) -> bool:
+    """Whether a ``train`` run needs a teacher: a logit term, or a method term that reads one."""
+    d = cfg.distill
+    if isinstance(d.alpha, (int, float)) and d.alpha > 0:
+        return True
+    beta = d.get("beta", 0)
+    if d.get("method") is None or not isinstance(beta, (int, float)) or beta <= 0:
+        return False
+    return bool(getattr(get_class(str(d.method._target_)), "uses_teacher", True))
+
+
+def build_loss(cfg: DictConfig, epochs: int) -> DistillLoss:
+    """The ``train`` run's loss: hard labels, logit KD and the ``distill.method`` module, as configured."""
+    d = cfg.distill
+    kd = KDLoss(
+        temperature=float(d.temperature),
+        alpha=float(d.alpha),
+        kind=str(d.loss),
+        label_smoothing=float(d.get("label_smoothing", 0.0)),
+        temperature_end=d.get("temperature_end"),
+        epochs=epochs,
+    )
+    method = instantiate(d.method, _convert_="all") if d.get("method") is not None else None
+    return DistillLoss(kd, method, float(d.get("beta", 0.0)))
+
+
+def train_recipe(cfg: DictConfig) -> Recipe:
+    """The optimizer and schedule of ``optim`` / ``sched``, the seed, and the config for weights files."""
+    return Recipe(instantiate(cfg.optim), instantiate(cfg.sched), int(cfg.seed), plain_config(cfg))
 
 
 def dataset_key(cfg: DictConfig) -> dict[str, Any]:
@@ -106,7 +151,7 @@ def resume_state(cfg: DictConfig) -> dict | None:
     import yaml
 
     from distill.engine.checkpoint import load_state
-    from distill.engine.fit import check_state
+    from distill.engine.state import check_state
 
     if cfg.get("resume") is None:
         return None

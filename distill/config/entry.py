@@ -55,7 +55,7 @@ def hydra_entry(stage: str, run_fn: Any, metric: str | None = None) -> Any:
 
     @hydra.main(config_path=config_dir(), config_name=stage, version_base="1.3")
     def main(cfg: DictConfig) -> Any:
-        from distill.engine.fit import Interrupted
+        from distill.engine.state import Interrupted
 
         try:
             summary = run_fn(cfg)

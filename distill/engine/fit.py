@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import signal
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,131 +20,13 @@ from distill.engine.loop import EpochStats, Running, Teachers, predict, recalibr
 from distill.engine.metrics import topk_accuracy
 from distill.engine.progress import EpochProgress
 from distill.engine.runs import RunDir
+from distill.engine.settings import TrainerSettings
+from distill.engine.state import Interrupted, Signals, Trained, TrainState
 from distill.engine.taps import Taps
 from distill.io import atomic_write
 from distill.models.spec import ModelSpec
 
 log = logging.getLogger("distill")
-
-
-def fast_bf16(device: torch.device) -> bool:
-    """Whether ``device`` runs bfloat16 matrix maths natively (so bf16 inference is faster, not emulated)."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    if device.type == "cpu":
-        cpu = torch.cpu
-        return bool(
-            getattr(cpu, "_is_avx512_bf16_supported", lambda: False)()
-            or getattr(cpu, "_is_amx_tile_supported", lambda: False)()
-        )
-    return False
-
-
-@dataclass
-class TrainerSettings:
-    """How to train; mirrors the ``trainer`` config group (see ``conf/trainer/default.yaml``)."""
-
-    epochs: int = 30  # as conf/trainer/default.yaml (the teacher stage sets 20 in conf/teacher.yaml)
-    batch_size: int = 64
-    device: str = "auto"
-    precision: str = "32"
-    teacher_precision: str = "auto"
-    teacher_backend: str = "auto"
-    num_workers: int = 0
-    channels_last: bool = True
-    bn_recalibrate: bool = True
-    bn_recalibrate_batches: int = 10
-    eval_batch_size: int = 512
-    threads: int | None = None
-    progress: str = "auto"
-    mix: str = "none"
-    compile: bool = False
-    mix_alpha: float = 1.0
-    save_every_steps: int = 0
-
-    def __post_init__(self) -> None:
-        # `trainer.precision=32` on the command line arrives as a number
-        self.precision, self.teacher_precision = str(self.precision), str(self.teacher_precision)
-
-    def teacher_autocast(self) -> str:
-        """The teacher's inference precision: ``auto`` is bf16 where the hardware computes it natively
-        (CPUs with AVX512-BF16 or AMX, CUDA GPUs with bf16), else the student's precision. An explicit
-        ``teacher_backend=onnxruntime`` wins over the automatic choice: onnxruntime runs float32."""
-        if self.teacher_precision != "auto":
-            return self.teacher_precision
-        if self.teacher_backend == "onnxruntime":
-            return "32"
-        return "bf16-mixed" if fast_bf16(self.torch_device()) else self.precision
-
-    def torch_device(self) -> torch.device:
-        if self.device == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        return torch.device(self.device)
-
-
-STATE_FORMAT = "distill-state"
-STATE_VERSION = 2
-
-
-class Interrupted(Exception):  # noqa: N818  (a signal, not an error)
-    """SIGINT or SIGTERM arrived: the step finished, the state is saved, the run can resume."""
-
-    def __init__(self, signum: int, run_dir: Path) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum, self.run_dir = signum, run_dir
-
-    @property
-    def exit_code(self) -> int:
-        return 128 + self.signum
-
-
-class _Signals:
-    """Turns SIGINT/SIGTERM into a flag the training loop checks after each step (main thread only)."""
-
-    def __init__(self) -> None:
-        self.received: int | None = None
-        self._old: dict[int, object] = {}
-
-    def __enter__(self) -> _Signals:
-        # under torchrun the ranks would not stop at the same step: the default handlers stay
-        if threading.current_thread() is threading.main_thread() and dist.world_size() == 1:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._old[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum: int, frame: object) -> None:
-        if self.received is not None:  # a second Ctrl-C: stop now, the last saved state stays
-            raise KeyboardInterrupt
-        self.received = signum
-        log.warning("%s: finishing this step and saving the state (again to stop at once)", signal.Signals(signum).name)
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-
-
-def _rng_state(device: torch.device) -> dict:
-    state = {"torch": torch.get_rng_state()}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def _set_rng_state(state: dict, device: torch.device) -> None:
-    torch.set_rng_state(state["torch"])
-    if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"], device)
-
-
-def check_state(state: dict, path: Path) -> None:
-    """Refuses a state file of another format or version (one line, no traceback)."""
-    from distill.errors import UserError
-
-    if state.get("format") != STATE_FORMAT or state.get("version") != STATE_VERSION:
-        raise UserError(
-            f"{path} is not a distill training state of version {STATE_VERSION} "
-            f"(format {state.get('format')!r}, version {state.get('version')!r}); it cannot be resumed"
-        )
 
 
 def _over_ranks(stats: EpochStats) -> EpochStats:
@@ -171,9 +51,13 @@ class FitResult:
     bn_recalibrated_images: int
 
 
+def _write_metrics(path: Path, rows: list[dict]) -> None:
+    atomic_write(path, "".join(json.dumps(r) + "\n" for r in rows))
+
+
 def fit(
     model: nn.Module,
-    loss_fn: Callable,
+    loss_fn: nn.Module,
     data: Splits,
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
@@ -193,13 +77,12 @@ def fit(
     """Trains ``model``, keeping ``checkpoints/best.safetensors`` (by validation accuracy) and ``last``.
 
     Each epoch appends a line to ``metrics.jsonl`` and writes ``checkpoints/state.pt``: everything a
-    resumed run needs to end exactly where this one would (weights of the model, connectors and
-    online peers, optimizer, scheduler, scaler, RNG, the epoch and step, the metrics so far, and
-    ``extra_state``); ``on_epoch(row)`` gets each epoch's metrics. ``trainer.save_every_steps``
-    also writes it within epochs; SIGINT/SIGTERM write it after the current step and raise
-    :class:`Interrupted`. ``resume`` is such a state.
-    When done, ``model`` holds the *last* weights (the caller loads ``best`` for the test figure);
-    ``last_test_acc`` is measured here.
+    resumed run needs to end exactly where this one would (a :class:`TrainState` with the weights of
+    the model, connectors and online peers, optimizer, scheduler, scaler, RNG, and ``extra_state``);
+    ``on_epoch(row)`` gets each epoch's metrics. ``trainer.save_every_steps`` also writes it within
+    epochs; SIGINT/SIGTERM write it after the current step and raise :class:`Interrupted`.
+    ``resume`` is such a state. When done, ``model`` holds the *last* weights (the caller loads
+    ``best`` for the test figure); ``last_test_acc`` is measured here.
     """
     device = settings.torch_device()
     # torch.compile for the training steps only; the eager module (same parameters) is saved,
@@ -229,60 +112,26 @@ def fit(
     # fp16 needs loss scaling against gradient underflow; bf16 has fp32's range and does not.
     scaler = torch.amp.GradScaler("cuda") if settings.precision == "16-mixed" and device.type == "cuda" else None
     peers = teachers.models if teachers is not None and teachers.online else []
+    trained = Trained(model, loss_fn, peers, optimizer, scheduler, scaler)
     main = dist.is_main()  # only rank 0 writes files under torchrun
-    trained = [model, *peers, *([loss_fn] if isinstance(loss_fn, nn.Module) else [])]
     params = [p for group in optimizer.param_groups for p in group["params"]]
     files = RunDir(run_dir)
-    best_acc, best_epoch, images, seconds, calibrated = -1.0, -1, 0, 0.0, 0
-    start_epoch, start_step, running, rows = 0, 0, None, []
+    st = TrainState()
     if resume is not None:
-        model.load_state_dict(resume["model"])
-        if isinstance(loss_fn, nn.Module):
-            loss_fn.load_state_dict(resume["loss_fn"])
-        for peer, state in zip(peers, resume["peers"]):
-            peer.load_state_dict(state)
-        optimizer.load_state_dict(resume["optimizer"])
-        scheduler.load_state_dict(resume["scheduler"])
-        if scaler is not None and resume.get("scaler"):
-            scaler.load_state_dict(resume["scaler"])
-        best_acc, best_epoch = resume["best_val_acc"], resume["best_epoch"]
-        images, seconds, calibrated = resume["images"], resume["seconds"], resume["calibrated"]
-        start_epoch, start_step = resume["epoch"], resume["step"]
-        running = Running(**resume["running"]) if start_step else None
-        rows = [json.loads(r) for r in resume["metrics"]]
-        _set_rng_state(resume["rng"], device)
-        log.info("resuming at epoch %d, step %d of %d", start_epoch + 1, start_step, len(loader))
-    dist.same_start(*trained)
+        st = TrainState.restore(resume, trained, device)
+        log.info("resuming at epoch %d, step %d of %d", st.epoch + 1, st.step, len(loader))
+    start_epoch, start_step, running = st.epoch, st.step, st.running
+    dist.same_start(model, *peers, loss_fn)
     # metrics.jsonl holds exactly the epochs the state has (a kill between the two writes is undone)
     if main:
-        atomic_write(files.metrics, "".join(json.dumps(r) + "\n" for r in rows))
+        _write_metrics(files.metrics, st.rows)
 
-    def state(epoch: int, step: int, running: Running | None) -> dict:
-        return {
-            "format": STATE_FORMAT,
-            "version": STATE_VERSION,
-            "epoch": epoch,
-            "step": step,
-            "running": running.as_dict() if running is not None else None,
-            "model": model.state_dict(),
-            "loss_fn": loss_fn.state_dict() if isinstance(loss_fn, nn.Module) else {},
-            "peers": [p.state_dict() for p in peers],
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict() if scaler is not None else None,
-            "best_val_acc": best_acc,
-            "best_epoch": best_epoch,
-            "images": images,
-            "seconds": seconds,
-            "calibrated": calibrated,
-            "seed": seed,
-            "rng": _rng_state(device),
-            "metrics": [json.dumps(r) for r in rows],
-            "extra": extra_state or {},
-        }
+    def save(epoch: int, step: int, run: Running | None) -> None:
+        st.epoch, st.step, st.running = epoch, step, run
+        save_state(files.state, st.to_dict(trained, seed, device, extra_state))
 
     progress = settings.progress if main else "off"
-    with _Signals() as signals, EpochProgress(settings.epochs, len(loader), progress) as bar:
+    with Signals() as signals, EpochProgress(settings.epochs, len(loader), progress) as bar:
         bar.skip(start_epoch * len(loader) + start_step)
         for epoch in range(start_epoch, settings.epochs):
             loader.set_epoch(epoch)
@@ -296,7 +145,7 @@ def fit(
                 every = settings.save_every_steps
                 last_step = step + 1 == len(loader)
                 if main and (signals.received is not None or (every and (step + 1) % every == 0 and not last_step)):
-                    save_state(files.state, state(epoch, step + 1, run))
+                    save(epoch, step + 1, run)
                 if signals.received is not None:
                     raise Interrupted(signals.received, run_dir)
 
@@ -318,13 +167,14 @@ def fit(
             )
             stats = _over_ranks(stats)
             scheduler.step()
-            images, seconds = images + stats.images, seconds + stats.seconds
+            st.images, st.seconds = st.images + stats.images, st.seconds + stats.seconds
             if settings.bn_recalibrate:
                 calib.set_epoch(epoch)
-                calibrated = recalibrate_bn(model, calib, settings.bn_recalibrate_batches)
-            dist.same_buffers(*trained)  # every rank evaluates and goes on with rank 0's statistics
-            val_logits = predict(model, data.val_x, settings.eval_batch_size, device, channels_last=cl)
-            val_acc = topk_accuracy(val_logits, data.val_y)
+                st.calibrated = recalibrate_bn(model, calib, settings.bn_recalibrate_batches)
+            dist.same_buffers(model, *peers, loss_fn)  # every rank evaluates and goes on with rank 0's statistics
+            val_acc = topk_accuracy(
+                predict(model, data.val_x, settings.eval_batch_size, device, channels_last=cl), data.val_y
+            )
             row = {
                 "epoch": epoch + 1,
                 "train_loss": round(stats.loss, 6),
@@ -335,18 +185,18 @@ def fit(
                 "images_per_s": round(stats.images_per_s, 1),
                 "epoch_s": round(stats.seconds, 3),
             }
-            rows.append(row)
-            improved = val_acc > best_acc
+            st.rows.append(row)
+            improved = val_acc > st.best_val_acc
             if improved:
-                best_acc, best_epoch = val_acc, epoch + 1
+                st.best_val_acc, st.best_epoch = val_acc, epoch + 1
             if main:
-                atomic_write(files.metrics, "".join(json.dumps(r) + "\n" for r in rows))
+                _write_metrics(files.metrics, st.rows)
                 if on_epoch is not None:  # trackers (TensorBoard, MLflow)
                     on_epoch(row)
                 save_weights(files.last, model, spec, config)
                 if improved:
                     save_weights(files.best, model, spec, config)
-                save_state(files.state, state(epoch + 1, 0, None))
+                save(epoch + 1, 0, None)
             log.info(
                 "epoch %d/%d  loss %.4f  train acc %.4f  val acc %.4f  %.0f img/s",
                 epoch + 1,
@@ -362,4 +212,5 @@ def fit(
     last_test = topk_accuracy(
         predict(model, data.test_x, settings.eval_batch_size, device, channels_last=cl), data.test_y
     )
-    return FitResult(best_epoch, best_acc, last_test, images / max(seconds, 1e-9), seconds, calibrated)
+    images, seconds = st.images, st.seconds
+    return FitResult(st.best_epoch, st.best_val_acc, last_test, images / max(seconds, 1e-9), seconds, st.calibrated)

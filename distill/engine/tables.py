@@ -36,7 +36,7 @@ MODEL_COLUMNS = ("model", "test acc", "params", "size MB", "latency ms/img", "im
 
 
 def model_row(label: str, m: dict[str, Any]) -> list[Any]:
-    """A row of :data:`MODEL_COLUMNS` from a model description (see ``stages.training.describe``)."""
+    """A row of :data:`MODEL_COLUMNS` from a model description (see ``engine.supervised.describe``)."""
     size = m.get("size_bytes")
     return [
         label,

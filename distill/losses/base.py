@@ -77,5 +77,9 @@ class Method(nn.Module):
         before anything runs). Settings wrong on their own are the constructor's ``ValueError``."""
         return []
 
+    def advice(self, num_teachers: int) -> list[str]:
+        """Warnings for settings that run but are likely not what the user meant (logged, not refused)."""
+        return []
+
     def forward(self, b: DistillInputs) -> dict[str, torch.Tensor]:  # pragma: no cover - abstract
         raise NotImplementedError

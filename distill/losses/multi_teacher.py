@@ -51,6 +51,11 @@ class MultiTeacherKD(Method):
         self.mode = mode
         self.temperature = float(temperature)
 
+    def advice(self, num_teachers: int) -> list[str]:
+        if num_teachers == 1:
+            return ["distill=multi_teacher with one teacher is plain KD: add distill.teachers=[RUN_DIR,...]"]
+        return []
+
     def check(self, num_teachers: int) -> list[str]:
         return [
             f"{key} has {len(values)} values for {num_teachers} teacher(s) (the teacher config's and distill.teachers)"

@@ -21,8 +21,8 @@ from distill.engine.checkpoint import read_weights, spec_of, weights_path
 from distill.engine.runs import RunDir, write_json
 from distill.engine.tables import print_table
 from distill.errors import UserError
-from distill.stages import auto_teacher
 from distill.stages import train as train_stage
+from distill.teachers import auto as auto_teacher
 
 log = logging.getLogger("distill")
 

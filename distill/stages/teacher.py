@@ -1,95 +1,19 @@
 """``distill teacher``: supervised training of a teacher (cross-entropy on the labels).
 
 distill teacher teacher=resnet18 dataset=mnist5k
+
+The recipe itself is :func:`distill.teachers.supervised.train_teacher`, which ``distill train``
+also runs for the teacher it trains itself.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-from omegaconf import DictConfig
-
-from distill.config.adapters import (
-    dataset_key,
-    load_data,
-    model_key,
-    open_loggers,
-    output_dir,
-    resume_state,
-    save_resolved_config,
-    setup,
-)
-from distill.config.checks import check_training, raise_if
 from distill.config.entry import hydra_entry
-from distill.engine import distributed as dist
-from distill.engine.runs import RunDir, env_info, write_json
-from distill.engine.tables import MODEL_COLUMNS, model_row, print_table
-from distill.losses.combined import DistillLoss
-from distill.losses.kd import KDLoss
-from distill.stages.training import describe, train_model
+from distill.teachers.supervised import train_teacher, validate
 
+run = train_teacher
 
-def validate(cfg: DictConfig) -> None:
-    errors: list[str] = []
-    check_training(cfg, errors, ("teacher",))
-    raise_if(errors)
-
-
-def run(cfg: DictConfig) -> dict[str, Any]:
-    """Trains ``cfg.teacher`` on ``cfg.dataset``; returns (and writes) the run's summary."""
-    validate(cfg)
-    settings, device = setup(cfg)
-    state = resume_state(cfg)
-    run_dir = output_dir(cfg)
-    if dist.is_main():
-        save_resolved_config(cfg, run_dir)
-        write_json(RunDir(run_dir).env, env_info(device))
-    data = load_data(cfg)
-    loggers = open_loggers(cfg, run_dir, "teacher")
-    try:
-        model, spec, result, best = train_model(
-            cfg,
-            cfg.teacher,
-            data,
-            DistillLoss(KDLoss(alpha=0.0)),
-            settings,
-            device,
-            run_dir,
-            resume=state,
-            on_epoch=loggers.epoch,
-        )
-    except BaseException:
-        loggers.fail()
-        raise
-    if not dist.is_main():  # rank 0 measures, writes and reports
-        return {"stage": "teacher", "rank": dist.rank()}
-    desc = describe(model, best, data, settings, device)
-    summary = {
-        "stage": "teacher",
-        "model": spec.name,
-        "dataset": data.name,
-        **desc,
-        "last_test_acc": round(result.last_test_acc, 6),
-        "val_acc": round(result.best_val_acc, 6),
-        "best_epoch": result.best_epoch,
-        "epochs": settings.epochs,
-        "train_images_per_s": round(result.train_images_per_s, 1),
-        "train_seconds": round(result.train_seconds, 2),
-        "bn_recalibrated_images": result.bn_recalibrated_images,
-        "seed": int(cfg.seed),
-        "weights": str(best.resolve()),
-        "model_key": model_key(cfg.teacher),
-        "dataset_key": dataset_key(cfg),
-    }
-    summary["loggers"] = loggers.finish(summary, [best])
-    write_json(RunDir(run_dir).summary, summary)
-    print_table(
-        f"teacher {spec.name} on {data.name} (best epoch {result.best_epoch} by val acc)",
-        MODEL_COLUMNS,
-        [model_row(f"teacher {spec.name}", desc)],
-    )
-    return summary
-
+__all__ = ["main", "run", "validate"]
 
 main = hydra_entry("teacher", run, metric="val_acc")
 

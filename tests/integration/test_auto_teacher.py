@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from distill.stages import auto_teacher
+from distill.teachers import auto as auto_teacher
 
 # trainer.epochs given on the command line sets the automatic teacher's epochs too
 EPOCHS = 8

@@ -9,7 +9,8 @@ from distill.config.adapters import load_data, setup
 from distill.engine.cache import make_view
 from distill.engine.loop import Teachers
 from distill.models.registry import build_model
-from distill.stages.train import _teacher_cache
+from distill.teachers import TeacherSetup, teacher_plan
+from distill.teachers.cached import teacher_cache
 from tests.conftest import FAST
 
 
@@ -25,7 +26,9 @@ def _cache(make_cfg, tmp_path, *overrides: str) -> tuple:
     teacher = build_model("mlp", data.num_classes, 1, tuple(data.image_size), data.mean, data.std).eval()
     weights = tmp_path / "teacher.bin"  # the cache keys on the file's digest; its content is not read here
     weights.write_bytes(b"teacher")
-    cached, view_fn, info = _teacher_cache(cfg, Teachers([teacher]), weights, data, settings, device)
+    cached, view_fn, info = teacher_cache(
+        TeacherSetup(Teachers([teacher]), teacher, weights, settings), teacher_plan(cfg), data, device
+    )
     return cached, view_fn, info, data
 
 

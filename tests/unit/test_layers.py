@@ -3,7 +3,8 @@
 Layers, bottom to top: the package root (``errors``, ``io``, the version, the config folder, the
 stage table); the parts that know nothing of each other (``data``, ``losses``, ``models``);
 ``export``; ``engine`` (runs models on data with losses); ``compress``; ``config`` (reads the Hydra
-config for a stage); the ``stages``; the ``cli`` and the Python ``api``. A module imports its own
+config for a stage); ``teachers`` (from a run's config to the teacher outputs its student reads); the
+``stages``; the ``cli`` and the Python ``api``. A module imports its own
 folder or layers below it, never above or beside; ``losses`` sees tensors only (no model or dataset
 code); ``data`` knows nothing of models, ``models`` nothing of distillation.
 """
@@ -20,9 +21,9 @@ import distill
 
 ROOT = Path(distill.__file__).parent
 LAYER = {
-    "distill": 0, "errors": 0, "io": 0, "stage_names": 0, "__main__": 8,
+    "distill": 0, "errors": 0, "io": 0, "stage_names": 0, "__main__": 9,
     "data": 1, "losses": 1, "models": 1,
-    "export": 2, "engine": 3, "compress": 4, "config": 5, "stages": 6, "cli": 7, "api": 7,
+    "export": 2, "engine": 3, "compress": 4, "config": 5, "teachers": 6, "stages": 7, "cli": 8, "api": 8,
 }  # fmt: skip
 SIBLINGS_APART = {"data": {"models", "losses"}, "losses": {"models", "data"}, "models": {"losses", "data"}}
 
@@ -97,3 +98,27 @@ def test_the_checker_sees_upward_and_sideways_imports(tmp_path):
     assert len(_violations(bad, "api")) == 1
     bad.write_text("from distill.io import publish\nfrom distill.errors import UserError\n")
     assert _violations(bad, "models") == [] and _violations(bad, "io") == []
+
+
+PARTS = ("data", "losses", "models", "export", "engine", "compress")
+
+
+@pytest.mark.parametrize(
+    "path", [p for p in FILES if _part(_module_name(p)) in PARTS], ids=lambda p: str(p.relative_to(ROOT))
+)
+def test_the_parts_take_typed_arguments_not_the_hydra_config(path: Path):
+    """The parts never import Hydra or OmegaConf: the stages read the config once and pass typed values."""
+    tree = ast.parse(path.read_text())
+    names = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+    names += [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module]
+    wrong = [n for n in names if n.split(".")[0] in ("hydra", "omegaconf")]
+    assert not wrong, f"{path.name} imports {wrong}"
+
+
+def test_every_package_ships_in_the_wheel():
+    """A new folder of modules must be listed in pyproject's packages, or a non-editable install lacks it."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT.parent / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {_module_name(p) for p in ROOT.rglob("__init__.py")}
+    assert found <= listed, f"missing from pyproject.toml's packages: {sorted(found - listed)}"

@@ -27,6 +27,8 @@ from omegaconf import DictConfig, OmegaConf
 from distill.config.adapters import plain_config
 from distill.config.entry import compose_stage, given_overrides
 from distill.engine.runs import RunDir, finished_runs, flatten, new_stamp
+from distill.errors import UserError
+from distill.teachers.supervised import train_teacher
 
 log = logging.getLogger("distill")
 
@@ -131,17 +133,26 @@ def describe_run(run_dir: Path, summary: dict) -> str:
 
 def train(cfg: DictConfig, run_dir: Path) -> Path:
     """Trains the teacher ``cfg`` asks for in ``run_dir`` (a chain's first step), reusing nothing."""
-    from distill.stages import teacher as teacher_stage
-
-    tcfg = teacher_config(cfg, run_dir)
-    teacher_stage.run(tcfg)
+    train_teacher(teacher_config(cfg, run_dir))
     return run_dir
+
+
+def run_folder(cfg: DictConfig, may_train: bool = True) -> Path:
+    """The run folder of the teacher ``cfg`` asks for; when ``may_train`` is False (under torchrun,
+    where the ranks cannot train one teacher together) only a finished run is taken."""
+    if may_train:
+        return find_or_train(cfg)
+    runs = reusable_for(cfg)
+    if not runs:
+        raise UserError(
+            f"no finished teacher run of {cfg.teacher.name} under {cfg.paths.root}/: under torchrun train it first "
+            "(torchrun ... -m distill teacher ...) or give teacher.checkpoint"
+        )
+    return runs[0][0]
 
 
 def find_or_train(cfg: DictConfig) -> Path:
     """The run folder of the teacher ``cfg`` asks for: reused, continued or trained now."""
-    from distill.stages import teacher as teacher_stage
-
     root = Path(str(cfg.paths.root))
     tcfg = teacher_config(cfg)
     want = recipe(plain_config(tcfg))
@@ -163,5 +174,5 @@ def find_or_train(cfg: DictConfig) -> Path:
                 str(cfg.dataset.get("_target_", "?")).rsplit(".", 1)[-1],
                 root,
             )
-        teacher_stage.run(tcfg)
+        train_teacher(tcfg)
         return Path(str(tcfg.paths.output_dir))

@@ -1,30 +1,41 @@
-"""The part of a training stage that ``teacher`` and ``train`` share: build, fit, test, describe."""
+"""Training one model on a dataset, from its description to its best weights, and describing it:
+what the ``teacher`` stage, the teacher ``train`` trains for itself and the ``train`` stage share.
+Typed arguments only; the stages read them from the config (``distill.config.adapters``)."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from hydra.utils import instantiate
-from omegaconf import DictConfig
 from torch import nn
 
-from distill.config.adapters import model_spec, plain_config
-from distill.config.checks import plain_value
 from distill.data.base import Splits
 from distill.engine.checkpoint import read_weights
-from distill.engine.fit import FitResult, TrainerSettings, fit
+from distill.engine.fit import FitResult, fit
 from distill.engine.loop import Teachers, predict
 from distill.engine.metrics import speed, topk_accuracy
 from distill.engine.runs import RunDir
+from distill.engine.settings import TrainerSettings
 from distill.engine.taps import attach_taps
 from distill.models.registry import count_params
 from distill.models.spec import ModelSpec, build_from_spec, load_state_into
 
 log = logging.getLogger("distill")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How a model learns, besides the trainer settings: its optimizer and schedule, the seed, and the
+    resolved config written into its weights files."""
+
+    make_optimizer: Callable[..., torch.optim.Optimizer]  # called with params=
+    make_scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler]  # called with optimizer=
+    seed: int
+    config: dict[str, Any]
 
 
 def describe(
@@ -49,62 +60,44 @@ def describe(
     }
 
 
-def train_model(
-    cfg: DictConfig,
-    node: DictConfig,
+def train_supervised(
+    spec: ModelSpec,
     data: Splits,
     loss_fn: nn.Module,
     settings: TrainerSettings,
     device: torch.device,
     run_dir: Path,
+    recipe: Recipe,
+    *,
+    init_weights: str | None = None,
+    layers: tuple[Any, Any] = (None, None),
     teachers: Teachers | None = None,
     view_fn: Callable[[int], torch.Tensor] | None = None,
     resume: dict | None = None,
     extra_state: dict | None = None,
     on_epoch: Callable[[dict], None] | None = None,
-) -> tuple[nn.Module, ModelSpec, FitResult, Path]:
-    """Builds the model of ``node``, trains it, and returns it holding its best (by validation) weights.
+) -> tuple[nn.Module, FitResult, Path]:
+    """Builds the model ``spec`` describes (from torchvision's ``init_weights`` when given), trains it,
+    and returns it holding its best (by validation) weights, with the fit's figures and that file.
 
-    When ``loss_fn`` carries a method that reads layers (``distill.student_layers`` /
-    ``teacher_layers``), they are hooked and its connectors built on two training images first;
-    the connectors train with the model (one optimizer) and are not saved with it. ``resume``: the
-    saved state of this run to continue from; ``extra_state`` is saved with every state.
+    When ``loss_fn`` carries a method that reads layers (``layers``: the student's and the
+    teacher's, as ``distill.student_layers`` / ``teacher_layers``), they are hooked and its
+    connectors built on two training images first; the connectors train with the model (one
+    optimizer) and are not saved with it. ``resume``: the saved state of this run to continue
+    from; ``extra_state`` is saved with every state.
     """
-    spec = model_spec(node, data)
-    model = build_from_spec(spec, weights=node.get("weights"))
+    model = build_from_spec(spec, weights=init_weights)
     model.to(device)
     if settings.channels_last:
         model.to(memory_format=torch.channels_last)
     s_taps, method = None, getattr(loss_fn, "method", None)
     if method is not None and loss_fn.beta > 0:
-        example = data.train_x[:2].to(device).float().div(255)
-        if settings.channels_last:
-            example = example.contiguous(memory_format=torch.channels_last)
-        teacher_net = teachers.models[0] if teachers is not None else None
-        s_taps, t_taps, lines = attach_taps(
-            model,
-            teacher_net if isinstance(teacher_net, nn.Module) else None,
-            method,
-            plain_value(cfg.distill.get("student_layers")),
-            plain_value(cfg.distill.get("teacher_layers")),
-            example,
-            data.num_classes,
-            len(data.train_y),
-        )
-        if teachers is not None:
-            teachers.taps = t_taps
-        extra = sum(p.numel() for p in method.parameters())
-        log.info(
-            "%s reads %s; its connectors and heads: %s parameters (not exported)",
-            type(method).__name__,
-            "; ".join(lines) or "logits only",
-            f"{extra:,}",
-        )
-    params = list(model.parameters()) + (list(loss_fn.parameters()) if isinstance(loss_fn, nn.Module) else [])
+        s_taps = _attach_method(model, method, layers, teachers, data, settings, device)
+    params = list(model.parameters()) + list(loss_fn.parameters())
     if teachers is not None and teachers.online:  # peers trained in the same steps
         params += [p for m in teachers.models for p in m.parameters()]
-    optimizer = instantiate(cfg.optim)(params=params)
-    scheduler = instantiate(cfg.sched)(optimizer=optimizer)
+    optimizer = recipe.make_optimizer(params=params)
+    scheduler = recipe.make_scheduler(optimizer=optimizer)
     log.info(
         "training %s (%s parameters) on %s: %d train / %d val / %d test images, augment=%s, device %s",
         spec.name,
@@ -126,8 +119,8 @@ def train_model(
             settings,
             run_dir,
             spec,
-            plain_config(cfg),
-            int(cfg.seed),
+            recipe.config,
+            recipe.seed,
             teachers=teachers,
             student_taps=s_taps,
             with_index=bool(getattr(method, "needs_index", False)) or (teachers is not None and teachers.takes_index),
@@ -149,4 +142,40 @@ def train_model(
     best = RunDir(run_dir).best
     tensors, _ = read_weights(best)
     load_state_into(model, tensors, best)
-    return model, spec, result, best
+    return model, result, best
+
+
+def _attach_method(
+    model: nn.Module,
+    method: nn.Module,
+    layers: tuple[Any, Any],
+    teachers: Teachers | None,
+    data: Splits,
+    settings: TrainerSettings,
+    device: torch.device,
+):
+    """Hooks the layers the method reads and builds its connectors; returns the student's taps."""
+    example = data.train_x[:2].to(device).float().div(255)
+    if settings.channels_last:
+        example = example.contiguous(memory_format=torch.channels_last)
+    teacher_net = teachers.models[0] if teachers is not None else None
+    s_taps, t_taps, lines = attach_taps(
+        model,
+        teacher_net if isinstance(teacher_net, nn.Module) else None,
+        method,
+        layers[0],
+        layers[1],
+        example,
+        data.num_classes,
+        len(data.train_y),
+    )
+    if teachers is not None:
+        teachers.taps = t_taps
+    extra = sum(p.numel() for p in method.parameters())
+    log.info(
+        "%s reads %s; its connectors and heads: %s parameters (not exported)",
+        type(method).__name__,
+        "; ".join(lines) or "logits only",
+        f"{extra:,}",
+    )
+    return s_taps
