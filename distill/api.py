@@ -47,11 +47,15 @@ def run(stage: str, overrides: list[str] | tuple[str, ...] = (), config_dir: str
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    from distill.config.overrides import compose_collecting, validate_all
+
     try:
-        cfg = compose(stage, overrides, config_dir)
+        cfg, problems = compose_collecting(lambda o: compose(stage, o, config_dir), list(overrides))
     except (HydraException, OmegaConfBaseException, ValueError) as e:
         raise UserError(next((ln for ln in str(e).splitlines() if ln.strip()), type(e).__name__)) from None
     module = importlib.import_module(f"distill.stages.{stage}")
+    if problems:  # values of the wrong type, reported with every other problem of the config
+        validate_all(module.validate, cfg, problems)
     if "paths" in cfg and not any(o.startswith("paths.output_dir=") for o in overrides):
         stamp = new_stamp()
         cfg.paths.output_dir = str(Path(str(cfg.paths.root)) / stage / stamp)

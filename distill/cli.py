@@ -11,7 +11,7 @@ import importlib
 import sys
 
 from distill import __version__
-from distill.config.overrides import explain
+from distill.config.overrides import compose_collecting, explain, validate_all
 from distill.config.resume import resume_args
 from distill.engine.runs import new_stamp
 from distill.errors import UserError, closest
@@ -93,14 +93,14 @@ def precheck(stage: str, args: list[str]) -> None:
         for job in jobs:
             in_job = f" (in job {' '.join(job)})" if multirun else ""
             try:
-                cfg = compose(config_name=stage, overrides=job)
+                cfg, problems = compose_collecting(lambda o: compose(config_name=stage, overrides=o), job)
             except (HydraException, OmegaConfBaseException, ValueError, TypeError) as e:
                 _fail(stage, explain(stage, e, job))
             try:
                 need = missing_keys(cfg)
                 if need:
                     _fail(stage, f"{', '.join(need)} must be given, e.g. {need[0]}=...")
-                module.validate(cfg)
+                validate_all(module.validate, cfg, problems)
             except UserError as e:
                 _fail(stage, f"{e}{in_job}")
             except OmegaConfBaseException as e:  # e.g. an interpolation ${...} that points nowhere

@@ -4,6 +4,7 @@ option with its closest match, and the quoting a shell ate."""
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from distill.errors import closest
 
@@ -127,3 +128,52 @@ def explain(stage: str, error: Exception, overrides: list[str]) -> str:
         return f"unknown config key {key!r}{closest(key, flat_keys(base))}; `distill {stage} --cfg job` shows every key"
     first = next((ln.strip() for ln in text.splitlines() if ln.strip()), type(error).__name__)
     return first
+
+
+_KINDS = {"Integer": "a whole number", "Float": "a number", "Boolean": "true or false"}
+
+
+def type_problem(error: BaseException) -> tuple[str, str] | None:
+    """``(key, "KEY must be a whole number, got 'x'")`` when composing failed on a value of the wrong
+    type for a typed schema (:mod:`distill.config.schema`), else None."""
+    from omegaconf.errors import ValidationError
+
+    cause: BaseException | None = error
+    while cause is not None and not isinstance(cause, ValidationError):
+        cause = cause.__cause__
+    key = getattr(cause, "full_key", None)
+    text = str(cause) if key else ""
+    if found := re.search(r"Value '(.*)' of type '\w+' could not be converted to (\w+)", text):
+        return key, f"{key} must be {_KINDS.get(found[2], found[2].lower())}, got {found[1]!r}"
+    if found := re.search(r"Value '(.*)' is not a valid bool", text):
+        return key, f"{key} must be true or false, got {found[1]!r}"
+    return None
+
+
+def compose_collecting(compose: Any, overrides: list[str]) -> tuple[Any, list[str]]:
+    """``compose(overrides)``, reporting every override of the wrong type instead of only the first:
+    each one found is set aside with its problem and the rest composed again. Returns the config and
+    the problems, for the caller to report together with the checks' own."""
+    problems, overrides = [], list(overrides)
+    while True:
+        try:
+            return compose(overrides), problems
+        except Exception as e:
+            found = type_problem(e)
+            kept = [o for o in overrides if found and o.lstrip("+~").split("=", 1)[0] != found[0]]
+            if found is None or len(kept) == len(overrides):  # not a type, or a config file's own value
+                raise
+            problems.append(found[1])
+            overrides = kept
+
+
+def validate_all(validate: Any, cfg: Any, problems: list[str]) -> None:
+    """Runs a stage's checks and raises one UserError with ``problems`` (the composition's) and theirs."""
+    from distill.errors import UserError
+
+    try:
+        validate(cfg)
+    except UserError as e:
+        problems = [*problems, str(e)]
+    if problems:
+        raise UserError("; ".join(problems))

@@ -22,7 +22,8 @@ def fast_bf16(device: torch.device) -> bool:
 
 @dataclass
 class TrainerSettings:
-    """How to train; mirrors the ``trainer`` config group (see ``conf/trainer/default.yaml``)."""
+    """How to train: the ``trainer`` config group's schema (types checked when a config is composed;
+    the values and their meaning are in ``conf/trainer/default.yaml``), in the same key order."""
 
     epochs: int = 30  # as conf/trainer/default.yaml (the teacher stage sets 20 in conf/teacher.yaml)
     batch_size: int = 64
@@ -31,6 +32,7 @@ class TrainerSettings:
     teacher_precision: str = "auto"
     teacher_backend: str = "auto"
     num_workers: int = 0
+    compile: bool = False
     channels_last: bool = True
     bn_recalibrate: bool = True
     bn_recalibrate_batches: int = 10
@@ -38,7 +40,6 @@ class TrainerSettings:
     threads: int | None = None
     progress: str = "auto"
     mix: str = "none"
-    compile: bool = False
     mix_alpha: float = 1.0
     save_every_steps: int = 0
 

@@ -15,6 +15,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
 from distill import config_dir
+from distill.config.schema import register_schemas
 from distill.engine.runs import RunDir
 from distill.models.registry import torchvision_models
 
@@ -39,5 +40,6 @@ def _run_folder(path: str) -> str:
 
 
 _register_models()
+register_schemas()
 if not OmegaConf.has_resolver("run_folder"):
     OmegaConf.register_new_resolver("run_folder", _run_folder)

@@ -94,3 +94,24 @@ def test_a_temperature_that_changes_nothing_is_said(make_cfg, method, given, sai
     assert (note is not None) == said, note
     if said:
         assert "distill.method.temperature=4.0" in note and "DKD" in note
+
+
+def test_the_typed_groups_refuse_a_wrong_type_when_composed(make_cfg):
+    """trainer and cache start from their schemas (distill/config/schema.py): types hold at composition,
+    and the API reports every wrong one together with the checks' problems."""
+    from omegaconf.errors import ValidationError
+
+    from distill import api
+    from distill.errors import UserError
+
+    with pytest.raises(Exception) as raised:
+        make_cfg("train", ["trainer.threads=two"])
+    assert isinstance(raised.value.__cause__, ValidationError), raised.value
+    cfg = make_cfg("train", ["trainer.precision=32", "cache.max_gb=1"])
+    assert cfg.trainer.precision == "32" and cfg.cache.max_gb == 1.0  # converted to the schema's types
+    with pytest.raises(UserError) as raised:
+        api.run("train", ["trainer.threads=two", "cache.views=many", "trainer.epochs=0"])
+    assert str(raised.value) == (
+        "trainer.threads must be a whole number, got 'two'; cache.views must be a whole number, got 'many'; "
+        "trainer.epochs must be >= 1, got 0"
+    )

@@ -53,6 +53,16 @@ CASES = [
     (["train", "distill.temperature=${nowhere}"], ["nowhere"]),
     (["train", "teacher=0"], ["teacher"]),
     (["train", "trainer.epochs=0", "trainer.batch_size=x"], ["trainer.epochs", "trainer.batch_size"]),
+    # typed schemas refuse a wrong type at composition; every such value is reported with the checks' problems
+    (
+        ["train", "trainer.batch_size=x", "trainer.compile=maybe", "cache.max_gb=lots", "distill.alpha=2"],
+        [
+            "trainer.batch_size must be a whole number, got 'x'",
+            "trainer.compile must be true or false, got 'maybe'",
+            "cache.max_gb must be a number, got 'lots'",
+            "distill.alpha must be <= 1",
+        ],
+    ),  # fmt: skip
     (["train", "teacher.checkpoint=/nonexistent/run"], ["teacher.checkpoint=/nonexistent/run does not exist"]),
     (["train", "dataset=imagefolder"], ["dataset.root must be given"]),
     (["train", "-m", "distill.temperature=1,-2"], ["distill.temperature must be > 0", "distill.temperature=-2"]),
