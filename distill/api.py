@@ -18,7 +18,7 @@ from typing import Any
 
 from distill.engine.runs import new_stamp
 from distill.errors import UserError, closest
-from distill.stage_names import STAGES
+from distill.stage_names import STAGES, stage_module
 
 
 def compose(stage: str, overrides: list[str] | tuple[str, ...] = (), config_dir: str | None = None):
@@ -53,7 +53,7 @@ def run(stage: str, overrides: list[str] | tuple[str, ...] = (), config_dir: str
         cfg, problems = compose_collecting(lambda o: compose(stage, o, config_dir), list(overrides))
     except (HydraException, OmegaConfBaseException, ValueError) as e:
         raise UserError(next((ln for ln in str(e).splitlines() if ln.strip()), type(e).__name__)) from None
-    module = importlib.import_module(f"distill.stages.{stage}")
+    module = importlib.import_module(stage_module(stage))
     if problems:  # values of the wrong type, reported with every other problem of the config
         validate_all(module.validate, cfg, problems)
     if "paths" in cfg and not any(o.startswith("paths.output_dir=") for o in overrides):

@@ -15,7 +15,7 @@ from distill.config.overrides import compose_collecting, explain, validate_all
 from distill.config.resume import resume_args
 from distill.engine.runs import new_stamp
 from distill.errors import UserError, closest
-from distill.stage_names import STAGES
+from distill.stage_names import STAGES, stage_module
 
 _POSITIONAL = {"eval": "run", "export": "run", "report": "dir", "cache": "action"}
 # Flags after which Hydra's own handling should run untouched (help, config printing, completion).
@@ -81,7 +81,7 @@ def precheck(stage: str, args: list[str]) -> None:
     from distill import config_dir
     from distill.config.checks import missing_keys
 
-    module = importlib.import_module(f"distill.stages.{stage}")
+    module = importlib.import_module(stage_module(stage))
     multirun = any(a in ("-m", "--multirun") for a in args)
     overrides = [a for a in args if not a.startswith("-")]
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3", job_name=stage):
@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> None:
         precheck(stage, args)
     if stage in ("train", "teacher"):
         args = _torchrun_args(stage, args)
-    module = importlib.import_module(f"distill.stages.{stage}")
+    module = importlib.import_module(stage_module(stage))
     sys.argv = [f"distill {stage}", *args]
     module.main()
 

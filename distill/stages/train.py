@@ -94,15 +94,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     s_desc = describe(student, best, data, settings, device)
     t_desc = describe(got.model, got.path, data, settings, device, params=got.params) if got.describable else None
     alone = _student_alone(cfg, settings.epochs) if got.model is not None else None
-    warnings = []
-    if t_desc and alone and t_desc["test_acc"] <= alone["test_acc_mean"]:
-        warnings.append(
-            f"the teacher ({t_desc['test_acc']:.4f}) is not above the student trained alone "
-            f"({alone['test_acc_mean']:.4f}, {alone['runs']} runs): distillation cannot "
-            "be expected to help; train a stronger teacher"
-        )
-    for w in warnings:
-        log.warning(w)
+    warnings = _weak_teacher(t_desc, alone)
     summary = {
         "stage": "train",
         "student": spec.name,
@@ -144,6 +136,19 @@ def _resumed_teacher(state: dict | None) -> Path | None:
     if path and not Path(path).is_file():
         raise UserError(f"the teacher this run started with, {path}, is gone: it cannot be resumed")
     return Path(path) if path else None
+
+
+def _weak_teacher(t_desc: dict | None, alone: dict | None) -> list[str]:
+    """A warning (logged, and kept in the summary) when the teacher is no better than the student alone."""
+    if not (t_desc and alone and t_desc["test_acc"] <= alone["test_acc_mean"]):
+        return []
+    warning = (
+        f"the teacher ({t_desc['test_acc']:.4f}) is not above the student trained alone "
+        f"({alone['test_acc_mean']:.4f}, {alone['runs']} runs): distillation cannot be expected to help; "
+        "train a stronger teacher"
+    )
+    log.warning(warning)
+    return [warning]
 
 
 def _student_alone(cfg: DictConfig, epochs: int) -> dict[str, Any] | None:
