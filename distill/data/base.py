@@ -7,7 +7,7 @@ exported ONNX graph takes float32 images in [0, 1] and carries its own normalisa
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -26,6 +26,8 @@ class Splits:
             translations, for digits and MNIST), ``crop_flip`` (4 px padded random crop and
             horizontal flip, for natural images) or ``none``.
         name: the dataset's name (as selected in the config).
+        skipped: files passed over while reading (unreadable images under ``on_bad_image=skip``,
+            special files named like images), each as ``"<path>: <why>"``.
     """
 
     name: str
@@ -39,6 +41,7 @@ class Splits:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     augment: str = "none"
+    skipped: list[str] = field(default_factory=list)
 
     @property
     def num_classes(self) -> int:

@@ -12,6 +12,7 @@ first image is decoded, so a misplaced folder is reported in a moment, not after
 
 from __future__ import annotations
 
+import logging
 import stat
 from pathlib import Path
 
@@ -20,6 +21,8 @@ import torch
 
 from distill.data.base import make_splits
 from distill.errors import UserError, closest
+
+log = logging.getLogger("distill")
 
 # How many problems one error line lists before "and N more".
 _SHOWN = 3
@@ -77,8 +80,8 @@ def _class_folders(folder: Path) -> list[str]:
     return names
 
 
-def _scan_split(folder: Path, classes: list[str] | None) -> tuple[list[str], list[tuple[Path, int]]]:
-    """(class names, (image file, label) pairs) of one split, without decoding anything."""
+def _scan_split(folder: Path, classes: list[str] | None) -> tuple[list[str], list[tuple[Path, int]], list[str]]:
+    """(class names, (image file, label) pairs, special files passed over) of one split, decoding nothing."""
     found = _class_folders(folder)
     if classes is not None:
         extra = sorted(set(found) - set(classes))
@@ -86,7 +89,7 @@ def _scan_split(folder: Path, classes: list[str] | None) -> tuple[list[str], lis
             hint = closest(extra[0], classes)
             raise UserError(f"{folder} has class folders that train/ lacks: {', '.join(extra)}{hint}")
     classes = classes if classes is not None else found
-    files, empty = [], []
+    files, empty, special = [], [], []
     for label, name in enumerate(classes):
         class_dir = folder / name
         if name not in found:  # a val/test split may leave a class out
@@ -95,6 +98,7 @@ def _scan_split(folder: Path, classes: list[str] | None) -> tuple[list[str], lis
         entries = sorted(p for p in class_dir.iterdir() if not p.name.startswith("."))
         named = [p for p in entries if p.suffix.lower() in _extensions()]
         images = [p for p in named if _is_regular_file(p)]
+        special += [f"{p}: not a regular file" for p in named if p not in images]
         if not images:
             others = [p.name for p in entries if p.is_file() and p.suffix.lower() not in _extensions()]
             skipped = [p.name for p in named]
@@ -106,10 +110,13 @@ def _scan_split(folder: Path, classes: list[str] | None) -> tuple[list[str], lis
         raise UserError(
             f"{_one_line(empty)} (extensions: {', '.join(_extensions())}; remove the folder or add its images)"
         )
-    return classes, files
+    return classes, files, special
 
 
-def _decode(files: list[tuple[Path, int]], image_size: int, channels: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _decode(
+    files: list[tuple[Path, int]], image_size: int, channels: int, on_bad_image: str, skipped: list[str]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The images of one split; an unreadable one stops the run (``error``) or is added to ``skipped``."""
     from PIL import Image, UnidentifiedImageError
 
     images, labels, problems = [], [], []
@@ -131,8 +138,11 @@ def _decode(files: list[tuple[Path, int]], image_size: int, channels: int) -> tu
             continue
         images.append(arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1))
         labels.append(label)
-    if problems:
-        raise UserError(_one_line(problems))
+    if problems and on_bad_image == "error":
+        raise UserError(f"{_one_line(problems)} (dataset.on_bad_image=skip trains without them)")
+    skipped += problems
+    if not images:
+        raise UserError(f"no image of {files[0][0].parent.parent} could be read: {_one_line(problems)}")
     return torch.from_numpy(np.stack(images)), torch.tensor(labels)
 
 
@@ -143,8 +153,13 @@ def imagefolder(
     val_fraction: float = 0.1,
     split_seed: int = 0,
     augment: str = "crop_flip",
+    on_bad_image: str = "error",
 ):
     """Reads an image-folder dataset into :class:`~distill.data.base.Splits` (class names = folder names).
+
+    ``on_bad_image``: ``error`` stops at a file that does not decode (naming it), ``skip`` trains
+    without it; either way the files passed over (those, and FIFOs or devices named like images, which
+    are never opened) are logged and kept in ``Splits.skipped``.
 
     Raises:
         UserError: in one line naming the path, for any layout or image problem (see the module's docstring).
@@ -152,6 +167,8 @@ def imagefolder(
     base = Path(root)
     if channels not in (1, 3):
         raise UserError(f"dataset.channels must be 1 or 3, got {channels}")
+    if on_bad_image not in ("error", "skip"):
+        raise UserError(f"dataset.on_bad_image must be error or skip, got {on_bad_image!r}")
     if not base.exists():
         raise UserError(f"dataset.root={root} does not exist")
     if not base.is_dir():
@@ -160,13 +177,19 @@ def imagefolder(
         raise UserError(
             f"dataset.root={root} must hold train/<class>/ and val/<class>/ folders (and optionally test/<class>/)"
         )
-    classes, train_files = _scan_split(base / "train", None)
-    _, val_files = _scan_split(base / "val", classes)
-    test_files = _scan_split(base / "test", classes)[1] if (base / "test").is_dir() else None
-    tx, ty = _decode(train_files, image_size, channels)
-    vx, vy = _decode(val_files, image_size, channels)
-    sx, sy = _decode(test_files, image_size, channels) if test_files is not None else (vx, vy)
-    return make_splits(
+    classes, train_files, skipped = _scan_split(base / "train", None)
+    _, val_files, special = _scan_split(base / "val", classes)
+    skipped += special
+    test_files = None
+    if (base / "test").is_dir():
+        _, test_files, special = _scan_split(base / "test", classes)
+        skipped += special
+    tx, ty = _decode(train_files, image_size, channels, on_bad_image, skipped)
+    vx, vy = _decode(val_files, image_size, channels, on_bad_image, skipped)
+    sx, sy = _decode(test_files, image_size, channels, on_bad_image, skipped) if test_files is not None else (vx, vy)
+    if skipped:
+        log.warning("dataset %s: %d file(s) passed over: %s", root, len(skipped), _one_line(skipped))
+    splits = make_splits(
         base.name or "imagefolder",
         tx,
         ty,
@@ -179,3 +202,5 @@ def imagefolder(
         val_x=vx,
         val_y=vy,
     )
+    splits.skipped = skipped
+    return splits

@@ -100,6 +100,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "student": spec.name,
         "teacher": plan.name if got.model is not None else None,
         "dataset": data.name,
+        "skipped_images": {"count": len(data.skipped), "first": data.skipped[:5]},
         **s_desc,
         "last_test_acc": round(result.last_test_acc, 6),
         "val_acc": round(result.best_val_acc, 6),

@@ -70,6 +70,7 @@ def train_teacher(cfg: DictConfig) -> dict[str, Any]:
         "stage": "teacher",
         "model": spec.name,
         "dataset": data.name,
+        "skipped_images": {"count": len(data.skipped), "first": data.skipped[:5]},
         **desc,
         "last_test_acc": round(result.last_test_acc, 6),
         "val_acc": round(result.best_val_acc, 6),

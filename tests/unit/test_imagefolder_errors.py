@@ -201,3 +201,46 @@ def test_a_class_folder_of_only_special_files_is_refused(tmp_path: Path) -> None
         path.unlink()
     os.mkfifo(dog / "pipe.png")
     _refused(root, f"class folder {dog} has no images", "skipped 'pipe.png': not a regular file")
+
+
+# --- dataset.on_bad_image -------------------------------------------------------------------------
+
+
+def _with_bad_files(root: Path) -> list[Path]:
+    """A truncated JPEG, a text file named .jpg and a FIFO named .png among good images."""
+    cat, dog = root / "train" / "cat", root / "train" / "dog"
+    good = io.BytesIO()
+    Image.fromarray(RNG.randint(0, 256, (40, 40, 3), dtype=np.uint8), "RGB").save(good, "JPEG")
+    (cat / "cut.jpg").write_bytes(good.getvalue()[: len(good.getvalue()) // 2])
+    (dog / "notes.jpg").write_text("not an image\n")
+    os.mkfifo(dog / "pipe.png")
+    return [cat / "cut.jpg", dog / "notes.jpg", dog / "pipe.png"]
+
+
+def test_on_bad_image_skip_trains_without_them_and_names_them(tmp_path: Path, caplog) -> None:
+    root = _dataset(tmp_path / "data")
+    bad = _with_bad_files(root)
+    with _deadline(30), caplog.at_level("WARNING", logger="distill"):
+        data = imagefolder(str(root), image_size=8, on_bad_image="skip")
+    assert data.train_y.tolist() == [0, 0, 1, 1], "the good images, and only those"
+    assert len(data.skipped) == 3, data.skipped
+    for path in bad:
+        assert sum(str(path) in line for line in data.skipped) == 1, (path, data.skipped)
+    assert "3 file(s) passed over" in caplog.text
+
+
+def test_on_bad_image_error_stops_at_the_unreadable_files_but_never_opens_a_fifo(tmp_path: Path) -> None:
+    root = _dataset(tmp_path / "data")
+    cut, notes, _ = _with_bad_files(root)
+    message = _refused(root, str(cut), str(notes), "dataset.on_bad_image=skip")
+    assert "pipe.png" not in message
+
+
+def test_on_bad_image_takes_two_words_and_a_split_with_nothing_readable_is_refused(tmp_path: Path) -> None:
+    root = _dataset(tmp_path / "data")
+    with pytest.raises(UserError, match="dataset.on_bad_image must be error or skip, got 'ignore'"):
+        imagefolder(str(root), image_size=8, on_bad_image="ignore")
+    for path in (root / "val").rglob("*.png"):
+        path.write_text("broken")
+    with pytest.raises(UserError, match=f"no image of {root / 'val'} could be read"):
+        imagefolder(str(root), image_size=8, on_bad_image="skip")
