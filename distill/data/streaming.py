@@ -1,0 +1,184 @@
+"""Images read from their files when a batch needs them, for folders too large to hold decoded.
+
+Decoding is PIL's (the library torchvision's ``ImageFolder`` uses), in the DataLoader's worker
+processes, with one difference that matters for photographs: a JPEG much larger than the crop is
+decoded at 1/2, 1/4 or 1/8 scale (libjpeg's DCT scaling, PIL's ``draft``) when that still leaves at
+least as many pixels as the crop is resized to. The recipes are the ones users expect:
+
+* train: ``RandomResizedCrop(image_size)`` (scale 0.08-1, aspect 3/4-4/3) and a horizontal flip,
+  optionally followed by RandAugment or TrivialAugment (``transforms.v2``);
+* eval: ``Resize(image_size / 0.875)`` on the shorter side, then ``CenterCrop(image_size)``.
+
+A training view is a pure function of ``(seed, view, index)``: the crop and the flip are drawn
+from a generator seeded by those three numbers (and a policy's draws from torch's generator seeded
+by them, inside ``fork_rng``), so any worker, process or later run regenerates exactly the view a
+teacher cache holds or a resumed run was at, whatever the worker count or the order of the batches.
+Images leave as uint8 CHW tensors; scaling and normalisation happen in the model, as for every
+dataset (see :mod:`distill.data.base`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from distill.errors import UserError
+
+# The eval recipe's resize: the shorter side to image_size / CROP_FRACTION, then the central crop.
+CROP_FRACTION = 0.875
+SCALE = (0.08, 1.0)
+RATIO = (3 / 4, 4 / 3)
+POLICIES = ("none", "randaugment", "trivialaugment")
+
+
+def crop_box(height: int, width: int, rng: np.random.Generator) -> tuple[int, int, int, int]:
+    """``(top, left, height, width)`` of a random resized crop, drawn as torchvision's
+    ``RandomResizedCrop`` draws it (ten tries at a scale and an aspect ratio, else the central crop
+    of the extreme ratio), but from ``rng`` instead of torch's global generator."""
+    area = height * width
+    log_ratio = (math.log(RATIO[0]), math.log(RATIO[1]))
+    for _ in range(10):
+        target = area * rng.uniform(*SCALE)
+        aspect = math.exp(rng.uniform(*log_ratio))
+        w = int(round(math.sqrt(target * aspect)))
+        h = int(round(math.sqrt(target / aspect)))
+        if 0 < w <= width and 0 < h <= height:
+            return int(rng.integers(0, height - h + 1)), int(rng.integers(0, width - w + 1)), h, w
+    ratio = width / height
+    if ratio < RATIO[0]:
+        w, h = width, int(round(width / RATIO[0]))
+    elif ratio > RATIO[1]:
+        h, w = height, int(round(height * RATIO[1]))
+    else:
+        h, w = height, width
+    return (height - h) // 2, (width - w) // 2, h, w
+
+
+def eval_size(image_size: int) -> int:
+    """The shorter side images are resized to before the central crop of the eval recipe."""
+    return int(math.floor(image_size / CROP_FRACTION))
+
+
+class ImageFiles(Dataset):
+    """``(image, label, index)`` of image files, decoded and transformed on demand.
+
+    Args:
+        files: the image files, in a fixed order (the index of each is its position here).
+        labels: their class indices.
+        image_size: the side of the square images produced.
+        channels: 3 (RGB) or 1 (grey).
+        train: the training recipe (random crops, flips, ``policy``) instead of the eval one.
+        policy: ``none``, ``randaugment`` or ``trivialaugment`` after the crop and flip (train only).
+        seed: with the view (:meth:`set_view`) and the index, what draws a training view.
+    """
+
+    def __init__(
+        self,
+        files: list[Path],
+        labels: list[int],
+        image_size: int,
+        channels: int = 3,
+        train: bool = False,
+        policy: str = "none",
+        seed: int = 0,
+    ) -> None:
+        if len(files) != len(labels):
+            raise ValueError(f"{len(files)} files but {len(labels)} labels")
+        if policy not in POLICIES:
+            raise UserError(f"dataset.policy must be one of {', '.join(POLICIES)}, got {policy!r}")
+        self.files = [str(f) for f in files]
+        self.labels = torch.as_tensor(labels, dtype=torch.long)
+        self.image_size, self.channels, self.train = int(image_size), int(channels), bool(train)
+        self.policy, self.seed, self.view = policy, int(seed), 0
+        self._policy = None  # built in the process that uses it
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def set_view(self, view: int) -> None:
+        """The training view to draw: the epoch, or the epoch's view of a teacher cache."""
+        self.view = int(view)
+
+    def _decode(self, index: int, need: Callable[[int, int], tuple[float, float]] | None = None):
+        """The file's image and its stored (height, width). ``need(height, width)``: how many pixels
+        (rows, columns) of the stored image the caller will use; a JPEG is then decoded at the smallest
+        scale (1/2, 1/4, 1/8: libjpeg's DCT scaling, through PIL's ``draft``) that keeps them."""
+        from PIL import Image
+
+        path = self.files[index]
+        mode = "L" if self.channels == 1 else "RGB"
+        try:
+            with Image.open(path) as img:
+                width, height = img.size
+                if need is not None:
+                    rows, cols = need(height, width)
+                    k = 1
+                    while k < 8 and height / (2 * k) >= rows and width / (2 * k) >= cols:
+                        k *= 2
+                    if k > 1:
+                        img.draft(mode, (math.ceil(width / k), math.ceil(height / k)))
+                img = img.convert(mode)  # decodes the whole file here: a truncated one fails now
+        except Exception as e:  # noqa: BLE001 - PIL's decoders raise OSError, ValueError, SyntaxError, ...
+            reason = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
+            raise UserError(f"cannot decode image {path}: {reason}") from None
+        return img, (height, width)
+
+    def read(self, index: int) -> torch.Tensor:
+        """The file's pixels as a uint8 (channels, H, W) tensor, as stored."""
+        return _tensor(self._decode(index)[0])
+
+    def view_of(self, index: int, view: int | None = None) -> torch.Tensor:
+        """Image ``index`` as the recipe makes it: training view ``view`` (default: the current one),
+        or the eval crop (the shorter side resized to ``eval_size`` with PIL's bilinear filter, then the
+        central square: what a user reproduces with PIL alone)."""
+        from PIL import Image
+
+        side = self.image_size
+        if not self.train:
+            short = eval_size(side)
+            img, (height, width) = self._decode(index, lambda h, w: (short * h / min(h, w), short * w / min(h, w)))
+            # sizes and offsets as torchvision's Resize(short) and CenterCrop(side) compute them
+            rh, rw = (short, int(short * width / height)) if height <= width else (int(short * height / width), short)
+            img = img.resize((rw, rh), Image.BILINEAR)
+            top, left = int(round((rh - side) / 2.0)), int(round((rw - side) / 2.0))
+            return _tensor(img.crop((left, top, left + side, top + side)))
+        rng = np.random.default_rng([self.seed, self.view if view is None else int(view), int(index)])
+        box: list[int] = []
+
+        def need(height: int, width: int) -> tuple[float, float]:
+            box.extend(crop_box(height, width, rng))  # drawn once, from the stored size
+            return side * height / box[2], side * width / box[3]
+
+        img, (height, width) = self._decode(index, need)
+        top, left, h, w = box
+        sy, sx = height / img.size[1], width / img.size[0]  # stored pixels per decoded pixel
+        img = img.resize((side, side), Image.BILINEAR, box=(left / sx, top / sy, (left + w) / sx, (top + h) / sy))
+        if rng.random() < 0.5:
+            img = img.transpose(Image.FLIP_LEFT_RIGHT)
+        image = _tensor(img)
+        if self.policy != "none":
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(int(rng.integers(2**62)))
+                image = self._augment_policy()(image)
+        return image
+
+    def _augment_policy(self):
+        if self._policy is None:
+            from torchvision.transforms import v2
+
+            self._policy = v2.RandAugment() if self.policy == "randaugment" else v2.TrivialAugmentWide()
+        return self._policy
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+        return self.view_of(index), self.labels[index], int(index)
+
+
+def _tensor(img) -> torch.Tensor:
+    """A PIL image as a uint8 (channels, H, W) tensor."""
+    arr = np.asarray(img, dtype=np.uint8)
+    return torch.from_numpy(arr[None].copy() if arr.ndim == 2 else arr.transpose(2, 0, 1).copy())

@@ -1,0 +1,102 @@
+"""Streaming image files (distill/data/streaming.py): the recipes at full resolution, training views that
+are a pure function of (seed, view, index), the same batches with or without worker processes."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader
+
+from distill.data.streaming import RATIO, SCALE, ImageFiles, crop_box, eval_size
+from distill.errors import UserError
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> list[Path]:
+    root = tmp_path_factory.mktemp("jpegs")
+    rng = np.random.RandomState(0)
+    paths = []
+    for i, (w, h) in enumerate([(300, 260), (480, 256), (256, 500), (400, 400), (333, 290), (260, 470)]):
+        path = root / f"{i}.jpg"
+        Image.fromarray(rng.randint(0, 256, (h, w, 3), dtype=np.uint8), "RGB").save(path, quality=90)
+        paths.append(path)
+    return paths
+
+
+def test_crop_boxes_keep_torchvisions_ranges_and_fall_back_to_the_central_crop():
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        height, width = (int(v) for v in rng.integers(20, 600, size=2))
+        top, left, h, w = crop_box(height, width, rng)
+        assert 0 <= top <= height - h and 0 <= left <= width - w and h > 0 and w > 0
+        fallback = (top, left) == ((height - h) // 2, (width - w) // 2) and (h == height or w == width)
+        if not fallback:  # a drawn crop: torchvision's scale and ratio ranges (up to rounding to pixels)
+            assert SCALE[0] * 0.9 <= h * w / (height * width) <= SCALE[1]
+            assert RATIO[0] * 0.9 <= w / h <= RATIO[1] * 1.1
+    # a strip of 10 x 1000 px: no try fits, the fallback is the central crop at the widest ratio
+    assert crop_box(10, 1000, np.random.default_rng(1)) == (0, 493, 10, 13)
+
+
+def test_a_training_view_is_a_pure_function_of_seed_view_and_index(files):
+    a = ImageFiles(files, [0, 1, 0, 1, 0, 1], 64, train=True, seed=5)
+    b = ImageFiles(files, [0, 1, 0, 1, 0, 1], 64, train=True, seed=5)
+    first = [a.view_of(i, view=2) for i in reversed(range(len(files)))][::-1]
+    assert all(torch.equal(first[i], b.view_of(i, view=2)) for i in range(len(files)))
+    assert all(x.shape == (3, 64, 64) and x.dtype == torch.uint8 for x in first)
+    assert not all(torch.equal(first[i], a.view_of(i, view=3)) for i in range(len(files))), "another view"
+    other = ImageFiles(files, [0] * 6, 64, train=True, seed=6)
+    assert not all(torch.equal(first[i], other.view_of(i, view=2)) for i in range(len(files))), "another seed"
+    policy = ImageFiles(files, [0] * 6, 64, train=True, seed=5, policy="trivialaugment")
+    torch.manual_seed(123)
+    once = policy.view_of(1, view=0)
+    torch.manual_seed(999)  # torch's own generator does not decide the policy's draws, nor do they move it
+    before = torch.get_rng_state()
+    assert torch.equal(once, policy.view_of(1, view=0)) and torch.equal(before, torch.get_rng_state())
+
+
+def test_the_eval_recipe_is_torchvisions_resize_and_center_crop(files):
+    from torchvision.transforms import v2
+
+    data = ImageFiles(files, [0] * 6, 224)
+    assert eval_size(224) == 256 and math.floor(224 / 0.875) == 256
+    reference = v2.Compose([v2.Resize(256), v2.CenterCrop(224), v2.PILToTensor()])
+    for i in range(len(files)):
+        with Image.open(files[i]) as img:
+            assert torch.equal(data[i][0], reference(img.convert("RGB"))), files[i]
+
+
+def test_a_jpeg_far_larger_than_its_crop_is_decoded_smaller_with_the_same_picture(files):
+    """At 64 px the 256-500 px files are decoded at 1/2 or 1/4 scale (PIL's draft): the result stays
+    within JPEG noise of decoding the whole file first."""
+    from torchvision.transforms import v2
+
+    data = ImageFiles(files, [0] * 6, 64)
+    reference = v2.Compose([v2.Resize(eval_size(64)), v2.CenterCrop(64), v2.PILToTensor()])
+    for i in range(len(files)):
+        with Image.open(files[i]) as img:
+            full = reference(img.convert("RGB")).float()
+        assert data[i][0].shape == (3, 64, 64)
+        assert (data[i][0].float() - full).abs().mean() < 12, files[i]  # random noise pixels: the worst case
+
+
+def test_worker_processes_give_the_same_batches_as_the_main_process(files):
+    data = ImageFiles(files, [0, 1, 2, 0, 1, 2], 48, train=True, seed=1)
+    data.set_view(4)
+    alone = [b for b in DataLoader(data, batch_size=4, num_workers=0)]
+    workers = [b for b in DataLoader(data, batch_size=4, num_workers=2)]
+    for (x0, y0, i0), (x1, y1, i1) in zip(alone, workers, strict=True):
+        assert torch.equal(x0, x1) and torch.equal(y0, y1) and torch.equal(i0, i1)
+
+
+def test_an_unreadable_file_is_one_line_naming_it(tmp_path, files):
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    with pytest.raises(UserError, match=f"cannot decode image {bad}"):
+        ImageFiles([bad], [0], 32)[0]
+    with pytest.raises(UserError, match="dataset.policy must be one of none, randaugment, trivialaugment"):
+        ImageFiles(files, [0] * 6, 32, train=True, policy="autoaugment")
