@@ -1,8 +1,10 @@
 """Your own images in class folders: ``root/train/<class>/*``, ``root/val/<class>/*``, optional ``root/test``.
 
-Every image is decoded once and resized to ``image_size`` x ``image_size``, so training runs from
-one uint8 tensor in memory. Without ``test/``, the val split is also the test split (then
-``test_acc`` is not independent of model selection: add a test folder for honest numbers).
+Small folders are decoded once into one uint8 tensor per split (each image's shorter side resized
+to ``image_size / 0.875``, then the central ``image_size`` square: torchvision's eval recipe); large
+ones stream from the files (``in_memory``, see :func:`imagefolder`). Without ``test/``, the val
+split is also the test split (then ``test_acc`` is not independent of model selection: add a test
+folder for honest numbers).
 
 Every problem is a one-line :class:`~distill.errors.UserError` naming the path: a file that does
 not decode, a class folder with no images, a class folder that links back to its own split (a
@@ -117,33 +119,24 @@ def _decode(
     files: list[tuple[Path, int]], image_size: int, channels: int, on_bad_image: str, skipped: list[str]
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The images of one split; an unreadable one stops the run (``error``) or is added to ``skipped``."""
-    from PIL import Image, UnidentifiedImageError
+    from distill.data.streaming import ImageFiles
 
+    # decoded as the streaming path decodes its eval images: the same pixels whichever path runs
+    reader = ImageFiles([p for p, _ in files], [y for _, y in files], image_size, channels)
     images, labels, problems = [], [], []
-    mode = "L" if channels == 1 else "RGB"
-    for path, label in files:
+    for i, (_, label) in enumerate(files):
         try:
-            with Image.open(path) as img:
-                # load() decodes the whole file here, inside the try: a truncated JPEG raises now
-                # (PIL's ImageFile.LOAD_TRUNCATED_IMAGES is False) instead of being padded with grey.
-                img.load()
-                img = img.convert(mode).resize((image_size, image_size), Image.BILINEAR)
-                arr = np.asarray(img, dtype=np.uint8)
-        except UnidentifiedImageError:
-            problems.append(f"{path} is not an image PIL can read")
+            images.append(reader.view_of(i))
+        except UserError as e:
+            problems.append(str(e))
             continue
-        except Exception as e:  # noqa: BLE001 - PIL's decoders raise OSError, ValueError, SyntaxError, ...
-            reason = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
-            problems.append(f"cannot decode image {path}: {reason}")
-            continue
-        images.append(arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1))
         labels.append(label)
     if problems and on_bad_image == "error":
         raise UserError(f"{_one_line(problems)} (dataset.on_bad_image=skip trains without them)")
     skipped += problems
     if not images:
         raise UserError(f"no image of {files[0][0].parent.parent} could be read: {_one_line(problems)}")
-    return torch.from_numpy(np.stack(images)), torch.tensor(labels)
+    return torch.stack(images), torch.tensor(labels)
 
 
 def imagefolder(
@@ -154,12 +147,20 @@ def imagefolder(
     split_seed: int = 0,
     augment: str = "crop_flip",
     on_bad_image: str = "error",
+    in_memory: str | bool = "auto",
+    memory_gb: float = 2.0,
 ):
     """Reads an image-folder dataset into :class:`~distill.data.base.Splits` (class names = folder names).
 
     ``on_bad_image``: ``error`` stops at a file that does not decode (naming it), ``skip`` trains
     without it; either way the files passed over (those, and FIFOs or devices named like images, which
     are never opened) are logged and kept in ``Splits.skipped``.
+
+    ``in_memory``: ``true`` decodes every image once into uint8 tensors (the fast path for small
+    folders); ``false`` streams them from the files (:class:`~distill.data.streaming.LazyImages`:
+    random resized crops and flips for training, decoded in the DataLoader's workers); ``auto``
+    decodes when the splits take at most ``memory_gb`` decoded, and streams otherwise. Both paths
+    evaluate on the same pixels (the shorter side resized to ``image_size / 0.875``, the centre crop).
 
     Raises:
         UserError: in one line naming the path, for any layout or image problem (see the module's docstring).
@@ -184,6 +185,23 @@ def imagefolder(
     if (base / "test").is_dir():
         _, test_files, special = _scan_split(base / "test", classes)
         skipped += special
+    files = len(train_files) + len(val_files) + len(test_files or [])
+    gb = files * channels * image_size * image_size / 1e9
+    stream = str(in_memory).lower() == "false" or (str(in_memory).lower() == "auto" and gb > memory_gb)
+    if str(in_memory).lower() not in ("auto", "true", "false"):
+        raise UserError(f"dataset.in_memory must be auto, true or false, got {in_memory!r}")
+    log.info(
+        "dataset %s: %d images, %.2f GB decoded at %d px: %s",
+        root,
+        files,
+        gb,
+        image_size,
+        "streamed from the files" if stream else "decoded once into memory",
+    )
+    if stream:  # headers read now (a file PIL cannot identify is named before training); pixels later
+        kept = [_readable(f, on_bad_image, skipped) for f in (train_files, val_files, test_files or [])]
+        splits = (kept[0], kept[1], kept[2] if test_files is not None else None)
+        return _streamed(base, classes, splits, image_size, channels, skipped)
     tx, ty = _decode(train_files, image_size, channels, on_bad_image, skipped)
     vx, vy = _decode(val_files, image_size, channels, on_bad_image, skipped)
     sx, sy = _decode(test_files, image_size, channels, on_bad_image, skipped) if test_files is not None else (vx, vy)
@@ -204,3 +222,63 @@ def imagefolder(
     )
     splits.skipped = skipped
     return splits
+
+
+def _streamed(
+    base: Path,
+    classes: list[str],
+    splits: tuple[list[tuple[Path, int]], list[tuple[Path, int]], list[tuple[Path, int]] | None],
+    image_size: int,
+    channels: int,
+    skipped: list[str],
+):
+    """Splits whose images stay in their files (``LazyImages``); normalisation statistics from a
+    sample of 256 training images."""
+    from distill.data.base import Splits, channel_stats
+    from distill.data.streaming import STREAMED, LazyImages
+
+    train, val, test = (
+        (LazyImages([p for p, _ in files], [y for _, y in files], image_size, channels), _labels(files))
+        for files in (splits[0], splits[1], splits[2] if splits[2] is not None else splits[1])
+    )
+    if skipped:
+        log.warning("dataset %s: %d file(s) passed over: %s", base, len(skipped), _one_line(skipped))
+    sample = np.random.RandomState(0).permutation(len(train[0]))[:256]
+    mean, std = channel_stats(train[0][torch.from_numpy(np.sort(sample))])
+    return Splits(
+        base.name or "imagefolder",
+        train[0],
+        train[1],
+        val[0],
+        val[1],
+        test[0],
+        test[1],
+        classes,
+        mean,
+        std,
+        STREAMED,
+        skipped,
+    )
+
+
+def _readable(files: list[tuple[Path, int]], on_bad_image: str, skipped: list[str]) -> list[tuple[Path, int]]:
+    """The files whose header PIL reads; the others stop the run (``error``) or join ``skipped``."""
+    from PIL import Image
+
+    kept, problems = [], []
+    for path, label in files:
+        try:
+            with Image.open(path):
+                kept.append((path, label))
+        except Exception as e:  # noqa: BLE001 - UnidentifiedImageError, OSError, ...
+            problems.append(f"{path} is not an image PIL can read ({type(e).__name__})")
+    if problems and on_bad_image == "error":
+        raise UserError(f"{_one_line(problems)} (dataset.on_bad_image=skip trains without them)")
+    skipped += problems
+    if not kept:
+        raise UserError(f"no image of {files[0][0].parent.parent} could be read: {_one_line(problems)}")
+    return kept
+
+
+def _labels(files: list[tuple[Path, int]]) -> torch.Tensor:
+    return torch.tensor([y for _, y in files], dtype=torch.long)

@@ -108,7 +108,7 @@ class ImageFiles(Dataset):
         """The file's image and its stored (height, width). ``need(height, width)``: how many pixels
         (rows, columns) of the stored image the caller will use; a JPEG is then decoded at the smallest
         scale (1/2, 1/4, 1/8: libjpeg's DCT scaling, through PIL's ``draft``) that keeps them."""
-        from PIL import Image
+        from PIL import Image, UnidentifiedImageError
 
         path = self.files[index]
         mode = "L" if self.channels == 1 else "RGB"
@@ -123,6 +123,8 @@ class ImageFiles(Dataset):
                     if k > 1:
                         img.draft(mode, (math.ceil(width / k), math.ceil(height / k)))
                 img = img.convert(mode)  # decodes the whole file here: a truncated one fails now
+        except UnidentifiedImageError:
+            raise UserError(f"{path} is not an image PIL can read") from None
         except Exception as e:  # noqa: BLE001 - PIL's decoders raise OSError, ValueError, SyntaxError, ...
             reason = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
             raise UserError(f"cannot decode image {path}: {reason}") from None
@@ -182,3 +184,59 @@ def _tensor(img) -> torch.Tensor:
     """A PIL image as a uint8 (channels, H, W) tensor."""
     arr = np.asarray(img, dtype=np.uint8)
     return torch.from_numpy(arr[None].copy() if arr.ndim == 2 else arr.transpose(2, 0, 1).copy())
+
+
+# The augmentation name a streaming split carries (Splits.augment): its training recipe is drawn per
+# file when a batch is read, not applied to decoded tensors (distill.data.augment).
+STREAMED = "random_resized_crop"
+
+
+class LazyImages:
+    """A split of image files standing where an in-memory uint8 ``(N, C, S, S)`` tensor stands.
+
+    Indexing (an int, a slice, a list or a tensor of indices) decodes those images with the eval
+    recipe and stacks them, so code written for tensors (``x[:64]``, ``x[idx]``, ``len(x)``,
+    ``x.shape``) works unchanged; :meth:`train_batch` gives training views instead. Nothing is
+    decoded until asked for; the object pickles as its file list, for DataLoader workers.
+    """
+
+    dtype = torch.uint8
+
+    def __init__(self, files: list[Path], labels: list[int], image_size: int, channels: int = 3, policy: str = "none"):
+        self.eval_files = ImageFiles(files, labels, image_size, channels)
+        self.train_files = ImageFiles(files, labels, image_size, channels, train=True, policy=policy)
+
+    def __len__(self) -> int:
+        return len(self.eval_files)
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        side = self.eval_files.image_size
+        return len(self), self.eval_files.channels, side, side
+
+    def _indices(self, key) -> list[int]:
+        if isinstance(key, int):
+            return [key]
+        if isinstance(key, slice):
+            return list(range(len(self)))[key]
+        return [int(i) for i in (key.tolist() if isinstance(key, torch.Tensor) else key)]
+
+    def __getitem__(self, key) -> torch.Tensor:
+        images = torch.stack([self.eval_files.view_of(i) for i in self._indices(key)])
+        return images[0] if isinstance(key, int) else images
+
+    def train_batch(self, key, view: int, seed: int) -> torch.Tensor:
+        """Training view ``view`` of the images at ``key``, drawn from ``(seed, view, index)``."""
+        self.train_files.seed = int(seed)
+        return torch.stack([self.train_files.view_of(i, view=view) for i in self._indices(key)])
+
+    def digest(self) -> str:
+        """What identifies these images: each file's path, size and modification time, and the recipe."""
+        import hashlib
+        import os
+
+        h = hashlib.sha256(f"{self.shape}|{self.train_files.policy}".encode())
+        for path in self.eval_files.files:
+            st = os.stat(path)
+            h.update(f"{path}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+        return h.hexdigest()[:16]

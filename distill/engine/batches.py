@@ -1,4 +1,5 @@
-"""Batches straight from in-memory uint8 tensors, optionally prepared by DataLoader workers."""
+"""Batches straight from in-memory uint8 tensors, or read from image files (:class:`LazyImages`),
+optionally prepared by DataLoader workers."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from distill.data.augment import augment_batch
+from distill.data.streaming import STREAMED, LazyImages
 from distill.engine import distributed as dist
 
 
@@ -15,16 +17,25 @@ class _EpochBatches(Dataset):
     """Batch ``i`` of one epoch: indices fixed up front, augmentation drawn from a per-batch seed."""
 
     def __init__(
-        self, x: torch.Tensor, y: torch.Tensor, order: torch.Tensor, batch_size: int, augment: str, seed: int
+        self,
+        x: torch.Tensor | LazyImages,
+        y: torch.Tensor,
+        order: torch.Tensor,
+        batch_size: int,
+        augment: str,
+        seed: int,
+        view: tuple[int, int] = (0, 0),
     ) -> None:
         self.x, self.y, self.order, self.batch_size = x, y, order, batch_size
-        self.augment, self.seed = augment, seed
+        self.augment, self.seed, self.view = augment, seed, view
 
     def __len__(self) -> int:
         return (len(self.order) + self.batch_size - 1) // self.batch_size
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         idx = self.order[i * self.batch_size : (i + 1) * self.batch_size]
+        if self.augment == STREAMED:  # files: each training view drawn from (seed, view, index) as it is read
+            return self.x.train_batch(idx, view=self.view[1], seed=self.view[0]), self.y[idx], idx
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + i)
         return augment_batch(self.x[idx], self.augment, g), self.y[idx], idx
 
@@ -69,7 +80,9 @@ class BatchLoader:
     reproducible whatever the number of workers.
 
     Args:
-        x: uint8 images (N, C, H, W); y: labels (N,).
+        x: uint8 images (N, C, H, W), or :class:`LazyImages` read from files (with ``augment``
+            ``random_resized_crop``: epoch ``e``'s view of image ``i`` is drawn from ``(seed, e, i)``,
+            whichever worker reads it); y: labels (N,).
         augment: see :data:`distill.data.augment.AUGMENTS`.
         num_workers: 0 prepares batches in the training process (fastest for small in-memory
             data); more uses DataLoader worker processes, started on the first epoch and kept
@@ -143,7 +156,7 @@ class BatchLoader:
         seed = self.seed * 104729 + epoch
         if self.world > 1:  # each rank draws its own augmentation
             seed = seed * 4099 + self.rank + 1
-        return _EpochBatches(x, self.y, self._order(epoch), self.batch_size, augment, seed)
+        return _EpochBatches(x, self.y, self._order(epoch), self.batch_size, augment, seed, (self.seed, epoch))
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         return self.batches(0)

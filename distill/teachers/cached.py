@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from distill.data.base import Splits
+from distill.data.streaming import LazyImages
 from distill.engine.cache import CachedTeacher, CacheKey, build_entry, file_digest, lookup, make_view, tensor_digest
 from distill.engine.loop import autocast
 from distill.engine.taps import Taps, resolve_layers
@@ -23,10 +24,12 @@ from distill.teachers.runtime import teacher_backend
 log = logging.getLogger("distill")
 
 
-def why_not_cached(plan: TeacherPlan, got: TeacherSetup) -> str | None:
+def why_not_cached(plan: TeacherPlan, got: TeacherSetup, data: Splits) -> str | None:
     """Why these teachers' outputs cannot be cached (None when they can)."""
     if plan.cache.enabled == "false":
         return "cache.enabled=false"
+    if isinstance(data.train_x, LazyImages):
+        return "the images stream from their files (caching streamed views is not built yet)"
     if len(got.teachers.models) > 1:
         return "several teachers"
     if getattr(got.teachers.models[0], "takes_index", False):
@@ -47,7 +50,7 @@ def teacher_cache(
     student's training images of an epoch (the views the cache holds), and what happened.
     """
     cache, teachers, teacher_path, settings = plan.cache, got.teachers, got.path, got.settings
-    why_not = why_not_cached(plan, got)
+    why_not = why_not_cached(plan, got, data)
     if why_not:
         (log.warning if cache.enabled == "true" else log.info)("teacher cache not used: %s", why_not)
         return None, None, {"used": False, "reason": why_not}

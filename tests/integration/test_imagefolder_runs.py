@@ -33,3 +33,58 @@ def test_an_unreadable_image_is_refused_by_default_and_skipped_on_request(folder
     summary = api.run("teacher", [*args, "dataset.on_bad_image=skip", outputs_root(tmp_path)])
     assert summary["skipped_images"]["count"] == 1
     assert str(folder / "train" / "3" / "broken.jpg") in summary["skipped_images"]["first"][0]
+
+
+def _metrics(run: Path) -> list[dict]:
+    import json
+
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k not in ("images_per_s", "epoch_s")} for r in rows]
+
+
+@pytest.mark.slow
+def test_a_streamed_run_killed_mid_epoch_resumes_to_the_same_metrics(folder, tmp_path):
+    """Streaming from the files (in_memory=false) in 2 worker processes: kill -9 after a state saved
+    within an epoch, resume, and end with exactly the metrics of the run left alone."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    args = ["teacher", "teacher=lenet5", "dataset=imagefolder", f"dataset.root={folder}", "dataset.image_size=24",
+            "dataset.in_memory=false", "dataset.on_bad_image=skip", "trainer.num_workers=2", "trainer.batch_size=8",
+            "trainer.epochs=3", "trainer.save_every_steps=2", "trainer.threads=2", "trainer.progress=off",
+            f"paths.root={tmp_path / 'outputs'}"]  # fmt: skip
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+    def launch(*extra: str) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "distill", *extra], cwd=tmp_path, env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+    alone = tmp_path / "alone"
+    proc = launch(*args, f"hydra.run.dir={alone}")
+    assert proc.wait(timeout=300) == 0, proc.stderr.read()[-3000:]
+    run = tmp_path / "killed"
+    proc = launch(*args, f"hydra.run.dir={run}")
+    state = run / "checkpoints" / "state.pt"
+    deadline = time.monotonic() + 120
+    while not state.exists():
+        assert proc.poll() is None, "the run ended before its first saved state"
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    proc.kill()
+    proc.wait()
+    assert not (run / "summary.json").exists(), "the run finished before the kill: nothing was tested"
+    proc = launch("teacher", f"resume={run}")
+    assert proc.wait(timeout=300) == 0, proc.stderr.read()[-3000:]
+    assert _metrics(run) == _metrics(alone) and len(_metrics(run)) == 3
+
+
+def test_a_streamed_run_trains_the_same_in_worker_processes(folder, tmp_path):
+    args = ["teacher=lenet5", "dataset=imagefolder", f"dataset.root={folder}", "dataset.image_size=24",
+            "dataset.in_memory=false", "dataset.on_bad_image=skip", "trainer.batch_size=8", *ONE_EPOCH]  # fmt: skip
+    runs = [
+        api.run("teacher", [*args, f"trainer.num_workers={w}", f"paths.output_dir={tmp_path / str(w)}"]) for w in (0, 2)
+    ]
+    assert _metrics(tmp_path / "0") == _metrics(tmp_path / "2")
+    assert runs[0]["test_acc"] == runs[1]["test_acc"] and runs[0]["skipped_images"]["count"] == 1

@@ -96,7 +96,55 @@ def test_worker_processes_give_the_same_batches_as_the_main_process(files):
 def test_an_unreadable_file_is_one_line_naming_it(tmp_path, files):
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"\xff\xd8\xff\xe0 truncated")
-    with pytest.raises(UserError, match=f"cannot decode image {bad}"):
+    with pytest.raises(UserError, match=f"{bad}"):
         ImageFiles([bad], [0], 32)[0]
     with pytest.raises(UserError, match="dataset.policy must be one of none, randaugment, trivialaugment"):
         ImageFiles(files, [0] * 6, 32, train=True, policy="autoaugment")
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    import importlib.util
+
+    script = Path(__file__).resolve().parents[2] / "scripts" / "make_image_folder.py"
+    spec = importlib.util.spec_from_file_location("make_image_folder", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    root = tmp_path_factory.mktemp("photos")
+    module.write(root, 40, seed=1, source="digits")
+    return root
+
+
+def test_in_memory_and_streamed_folders_give_the_same_classes_splits_and_evaluation(folder, caplog):
+    from distill.data.imagefolder import imagefolder
+    from distill.data.streaming import STREAMED, LazyImages
+
+    held = imagefolder(str(folder), image_size=24, in_memory=True)
+    with caplog.at_level("INFO", logger="distill"):
+        streamed = imagefolder(str(folder), image_size=24, in_memory="auto", memory_gb=1e-6)
+    assert "streamed from the files" in caplog.text
+    assert isinstance(streamed.train_x, LazyImages) and streamed.augment == STREAMED
+    assert streamed.classes == held.classes and streamed.image_size == held.image_size == (24, 24)
+    for part in ("train", "val", "test"):
+        assert torch.equal(getattr(streamed, f"{part}_y"), getattr(held, f"{part}_y"))
+        assert torch.equal(getattr(streamed, f"{part}_x")[:], getattr(held, f"{part}_x")), part  # the same pixels
+    assert not isinstance(imagefolder(str(folder), image_size=24).train_x, LazyImages), "auto: small stays in memory"
+    with pytest.raises(UserError, match="dataset.in_memory must be auto, true or false"):
+        imagefolder(str(folder), image_size=24, in_memory="sometimes")
+
+
+def test_streamed_batches_are_the_same_from_worker_processes_and_after_a_resume(folder):
+    from distill.data.imagefolder import imagefolder
+    from distill.engine.batches import BatchLoader
+
+    data = imagefolder(str(folder), image_size=24, in_memory=False)
+
+    def epoch(workers: int, epoch: int, start: int = 0) -> list[torch.Tensor]:
+        loader = BatchLoader(data.train_x, data.train_y, 8, augment=data.augment, seed=2, num_workers=workers)
+        loader.set_epoch(epoch)
+        return [xb for xb, _ in loader.batches(start)]
+
+    alone = epoch(0, 1)
+    assert all(torch.equal(a, b) for a, b in zip(alone, epoch(2, 1), strict=True))
+    assert all(torch.equal(a, b) for a, b in zip(alone[2:], epoch(0, 1, start=2), strict=True)), "a resumed epoch"
+    assert not torch.equal(alone[0], epoch(0, 2)[0]), "each epoch its own views"
