@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from distill.data.base import make_splits
+from distill.data.streaming import POLICIES
 from distill.errors import UserError, closest
 
 log = logging.getLogger("distill")
@@ -149,6 +150,7 @@ def imagefolder(
     on_bad_image: str = "error",
     in_memory: str | bool = "auto",
     memory_gb: float = 2.0,
+    policy: str = "none",
 ):
     """Reads an image-folder dataset into :class:`~distill.data.base.Splits` (class names = folder names).
 
@@ -168,6 +170,10 @@ def imagefolder(
     base = Path(root)
     if channels not in (1, 3):
         raise UserError(f"dataset.channels must be 1 or 3, got {channels}")
+    if isinstance(memory_gb, bool) or not isinstance(memory_gb, (int, float)) or memory_gb < 0:
+        raise UserError(f"dataset.memory_gb must be a number >= 0, got {memory_gb!r}")
+    if policy not in POLICIES:
+        raise UserError(f"dataset.policy must be one of {', '.join(POLICIES)}, got {policy!r}")
     if on_bad_image not in ("error", "skip"):
         raise UserError(f"dataset.on_bad_image must be error or skip, got {on_bad_image!r}")
     if not base.exists():
@@ -198,10 +204,15 @@ def imagefolder(
         image_size,
         "streamed from the files" if stream else "decoded once into memory",
     )
-    if stream:  # headers read now (a file PIL cannot identify is named before training); pixels later
-        kept = [_readable(f, on_bad_image, skipped) for f in (train_files, val_files, test_files or [])]
-        splits = (kept[0], kept[1], kept[2] if test_files is not None else None)
-        return _streamed(base, classes, splits, image_size, channels, skipped)
+    if policy != "none" and not stream:
+        log.warning("dataset.policy=%s applies to streamed folders; this one is in memory (dataset.in_memory)", policy)
+    if stream:  # checked now, decoded when read (see _readable)
+        splits = (
+            _readable(train_files, channels, on_bad_image, skipped),
+            _readable(val_files, channels, on_bad_image, skipped),
+            _readable(test_files, channels, on_bad_image, skipped) if test_files is not None else None,
+        )
+        return _streamed(base, classes, splits, image_size, channels, skipped, augment, policy)
     tx, ty = _decode(train_files, image_size, channels, on_bad_image, skipped)
     vx, vy = _decode(val_files, image_size, channels, on_bad_image, skipped)
     sx, sy = _decode(test_files, image_size, channels, on_bad_image, skipped) if test_files is not None else (vx, vy)
@@ -231,14 +242,17 @@ def _streamed(
     image_size: int,
     channels: int,
     skipped: list[str],
+    augment: str,
+    policy: str,
 ):
     """Splits whose images stay in their files (``LazyImages``); normalisation statistics from a
-    sample of 256 training images."""
+    sample of 256 training images. ``augment=none`` trains on the eval crops; any other, on random
+    resized crops and flips (then ``policy``)."""
     from distill.data.base import Splits, channel_stats
     from distill.data.streaming import STREAMED, LazyImages
 
     train, val, test = (
-        (LazyImages([p for p, _ in files], [y for _, y in files], image_size, channels), _labels(files))
+        (LazyImages([p for p, _ in files], [y for _, y in files], image_size, channels, policy), _labels(files))
         for files in (splits[0], splits[1], splits[2] if splits[2] is not None else splits[1])
     )
     if skipped:
@@ -256,22 +270,33 @@ def _streamed(
         classes,
         mean,
         std,
-        STREAMED,
+        "none" if augment == "none" else STREAMED,
         skipped,
     )
 
 
-def _readable(files: list[tuple[Path, int]], on_bad_image: str, skipped: list[str]) -> list[tuple[Path, int]]:
-    """The files whose header PIL reads; the others stop the run (``error``) or join ``skipped``."""
-    from PIL import Image
+def _readable(
+    files: list[tuple[Path, int]], channels: int, on_bad_image: str, skipped: list[str]
+) -> list[tuple[Path, int]]:
+    """The files fit to stream; the others stop the run (``error``) or join ``skipped``. With ``error``
+    only headers are read (a file whose pixels turn out unreadable stops the run when first read,
+    naming it); with ``skip`` every file is decoded once, JPEGs at 1/8 scale, so none fails later."""
+    from PIL import Image, UnidentifiedImageError
 
+    mode = "L" if channels == 1 else "RGB"
     kept, problems = [], []
     for path, label in files:
         try:
-            with Image.open(path):
-                kept.append((path, label))
-        except Exception as e:  # noqa: BLE001 - UnidentifiedImageError, OSError, ...
-            problems.append(f"{path} is not an image PIL can read ({type(e).__name__})")
+            with Image.open(path) as img:
+                if on_bad_image == "skip":
+                    img.draft(mode, (1, 1))  # the smallest scale libjpeg decodes: every byte read, few pixels
+                    img.load()
+            kept.append((path, label))
+        except UnidentifiedImageError:
+            problems.append(f"{path} is not an image PIL can read")
+        except Exception as e:  # noqa: BLE001 - PIL's decoders raise OSError, ValueError, SyntaxError, ...
+            reason = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
+            problems.append(f"cannot decode image {path}: {reason}")
     if problems and on_bad_image == "error":
         raise UserError(f"{_one_line(problems)} (dataset.on_bad_image=skip trains without them)")
     skipped += problems

@@ -20,6 +20,7 @@ dataset (see :mod:`distill.data.base`).
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable
 from pathlib import Path
 
@@ -137,7 +138,8 @@ class ImageFiles(Dataset):
     def view_of(self, index: int, view: int | None = None) -> torch.Tensor:
         """Image ``index`` as the recipe makes it: training view ``view`` (default: the current one),
         or the eval crop (the shorter side resized to ``eval_size`` with PIL's bilinear filter, then the
-        central square: what a user reproduces with PIL alone)."""
+        central square, as torchvision's ``Resize`` and ``CenterCrop`` do on a PIL image; a JPEG at least
+        twice that size is first decoded at a reduced scale, PIL's ``draft``)."""
         from PIL import Image
 
         side = self.image_size
@@ -215,20 +217,30 @@ class LazyImages:
         return len(self), self.eval_files.channels, side, side
 
     def _indices(self, key) -> list[int]:
-        if isinstance(key, int):
-            return [key]
+        """Positions as a tensor's indexing reads ``key``: an int, a slice, or a list, array or tensor of
+        ints (negative ones from the end) or of booleans (a mask)."""
+        if isinstance(key, numbers.Integral):
+            return [int(key) % len(self)]
         if isinstance(key, slice):
             return list(range(len(self)))[key]
-        return [int(i) for i in (key.tolist() if isinstance(key, torch.Tensor) else key)]
+        key = torch.as_tensor(np.asarray(key.cpu() if isinstance(key, torch.Tensor) else key))
+        if key.dtype == torch.bool:
+            if key.shape != (len(self),):
+                raise IndexError(f"a mask of shape {tuple(key.shape)} for {len(self)} images")
+            key = key.nonzero().flatten()
+        return [int(i) % len(self) for i in key.flatten().tolist()]
 
     def __getitem__(self, key) -> torch.Tensor:
-        images = torch.stack([self.eval_files.view_of(i) for i in self._indices(key)])
-        return images[0] if isinstance(key, int) else images
+        images = [self.eval_files.view_of(i) for i in self._indices(key)]
+        if isinstance(key, numbers.Integral):
+            return images[0]
+        return torch.stack(images) if images else torch.empty((0, *self.shape[1:]), dtype=torch.uint8)
 
     def train_batch(self, key, view: int, seed: int) -> torch.Tensor:
         """Training view ``view`` of the images at ``key``, drawn from ``(seed, view, index)``."""
         self.train_files.seed = int(seed)
-        return torch.stack([self.train_files.view_of(i, view=view) for i in self._indices(key)])
+        images = [self.train_files.view_of(i, view=view) for i in self._indices(key)]
+        return torch.stack(images) if images else torch.empty((0, *self.shape[1:]), dtype=torch.uint8)
 
     def digest(self) -> str:
         """What identifies these images: each file's path, size and modification time, and the recipe."""

@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from distill.data.augment import augment_batch
 from distill.data.streaming import STREAMED, LazyImages
 from distill.engine import distributed as dist
+from distill.errors import UserError
 
 
 class _EpochBatches(Dataset):
@@ -179,5 +180,9 @@ class BatchLoader:
                 prefetch_factor=4,
             )
         self._start = start
-        for xb, yb, ib in self._workers:
-            yield self._to_device(xb, yb, ib)
+        try:
+            for xb, yb, ib in self._workers:
+                yield self._to_device(xb, yb, ib)
+        except UserError as e:  # raised in a worker (an unreadable file): its own line, not the traceback
+            lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+            raise UserError(lines[-1].removeprefix(f"{UserError.__module__}.UserError: ")) from None

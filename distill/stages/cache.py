@@ -21,6 +21,7 @@ from omegaconf import DictConfig
 from distill.config.checks import raise_if
 from distill.config.entry import hydra_entry
 from distill.data.stored import build_stored_dataset
+from distill.data.streaming import LazyImages
 from distill.engine.cache import (
     DamagedEntry,
     cache_dir_problem,
@@ -98,6 +99,8 @@ def _verify(row: dict[str, Any], n_rows: int, tolerance: float, seed: int) -> tu
     if file_digest(teacher_path) != key["teacher"]:
         return f"stale: {teacher_path} changed since the entry was built", None
     data = build_stored_dataset(key["dataset"], f"{row['path'] / 'meta.json'}: key.dataset")
+    if isinstance(data.train_x, LazyImages):  # entries hold in-memory images; these now stream from files
+        return "stale: the dataset's images now stream from their files (dataset.in_memory)", None
     if tensor_digest(data.train_x) != key["images"]:
         return "stale: the dataset's training images changed", None
     try:

@@ -148,3 +148,59 @@ def test_streamed_batches_are_the_same_from_worker_processes_and_after_a_resume(
     assert all(torch.equal(a, b) for a, b in zip(alone, epoch(2, 1), strict=True))
     assert all(torch.equal(a, b) for a, b in zip(alone[2:], epoch(0, 1, start=2), strict=True)), "a resumed epoch"
     assert not torch.equal(alone[0], epoch(0, 2)[0]), "each epoch its own views"
+
+
+def test_lazy_images_index_as_a_tensor_does(folder):
+    from distill.data.imagefolder import imagefolder
+
+    held = imagefolder(str(folder), image_size=16, in_memory=True)
+    lazy = imagefolder(str(folder), image_size=16, in_memory=False).test_x
+    mask = torch.arange(len(lazy)) % 3 == 0
+    for key in (3, -1, np.int64(2), slice(1, 7, 2), [4, 0], torch.tensor([5, 1]), mask, slice(5, 5), torch.tensor([])):
+        ref = key.long() if isinstance(key, torch.Tensor) and key.dtype.is_floating_point else key
+        assert torch.equal(lazy[key], held.test_x[ref]), key
+    with pytest.raises(IndexError):
+        lazy[torch.tensor([True, False])]
+
+
+def test_a_streamed_folder_without_test_augment_none_and_bad_settings(folder, tmp_path):
+    import shutil
+
+    from distill.data.imagefolder import imagefolder
+
+    no_test = tmp_path / "no_test"
+    shutil.copytree(folder, no_test)
+    shutil.rmtree(no_test / "test")
+    data = imagefolder(str(no_test), image_size=16, in_memory=False, augment="none")
+    assert len(data.test_y) == len(data.val_y) == 10 and data.augment == "none"
+    for kwargs, needle in (
+        ({"memory_gb": "lots"}, "dataset.memory_gb must be a number >= 0, got 'lots'"),
+        ({"policy": "autoaugment"}, "dataset.policy must be one of none, randaugment, trivialaugment"),
+    ):
+        with pytest.raises(UserError, match=needle):
+            imagefolder(str(folder), image_size=16, **kwargs)
+
+
+def test_a_truncated_jpeg_when_streaming_is_skipped_or_stops_the_run_in_one_line(folder, tmp_path):
+    import shutil
+
+    from distill.data.imagefolder import imagefolder
+    from distill.data.streaming import STREAMED, LazyImages
+    from distill.engine.batches import BatchLoader
+
+    root = tmp_path / "cut"
+    shutil.copytree(folder, root)
+    victim = sorted((root / "train" / "4").iterdir())[0]
+    victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])
+    skipped = imagefolder(str(root), image_size=16, in_memory=False, on_bad_image="skip")
+    assert len(skipped.skipped) == 1 and str(victim) in skipped.skipped[0] and len(skipped.train_y) == 19
+    with pytest.raises(UserError) as raised:  # headers only, but the statistics' sample reads every file here
+        imagefolder(str(root), image_size=16, in_memory=False)
+    assert str(raised.value).startswith(f"cannot decode image {victim}: image file is truncated")
+    files = sorted((root / "train").rglob("*.jpg"))  # in a larger folder it is found by a worker, mid-epoch
+    lazy = LazyImages(files, [0] * len(files), 16)
+    loader = BatchLoader(lazy, torch.zeros(len(files), dtype=torch.long), 4, augment=STREAMED, num_workers=2)
+    with pytest.raises(UserError) as raised:
+        list(loader)
+    assert str(raised.value).startswith(f"cannot decode image {victim}: image file is truncated")
+    assert "\n" not in str(raised.value)
