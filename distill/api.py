@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from distill.engine.runs import new_stamp
-from distill.errors import UserError, closest
+from distill.errors import UserError, closest, first_line
 from distill.stage_names import STAGES, stage_module
 
 
@@ -52,7 +52,7 @@ def run(stage: str, overrides: list[str] | tuple[str, ...] = (), config_dir: str
     try:
         cfg, problems = compose_collecting(lambda o: compose(stage, o, config_dir), list(overrides))
     except (HydraException, OmegaConfBaseException, ValueError) as e:
-        raise UserError(next((ln for ln in str(e).splitlines() if ln.strip()), type(e).__name__)) from None
+        raise UserError(first_line(e)) from None
     module = importlib.import_module(stage_module(stage))
     if problems:  # values of the wrong type, reported with every other problem of the config
         validate_all(module.validate, cfg, problems)

@@ -14,7 +14,7 @@ from distill import __version__
 from distill.config.overrides import compose_collecting, explain, validate_all
 from distill.config.resume import resume_args
 from distill.engine.runs import new_stamp
-from distill.errors import UserError, closest
+from distill.errors import UserError, closest, first_line
 from distill.stage_names import STAGES, stage_module
 
 _POSITIONAL = {"eval": "run", "export": "run", "report": "dir", "cache": "action"}
@@ -104,8 +104,7 @@ def precheck(stage: str, args: list[str]) -> None:
             except UserError as e:
                 _fail(stage, f"{e}{in_job}")
             except OmegaConfBaseException as e:  # e.g. an interpolation ${...} that points nowhere
-                first = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
-                _fail(stage, f"{first}{in_job}")
+                _fail(stage, f"{first_line(e)}{in_job}")
 
 
 def _torchrun_args(stage: str, args: list[str]) -> list[str]:

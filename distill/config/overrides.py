@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from distill.errors import closest
+from distill.errors import closest, first_line
 
 
 def flat_keys(cfg, prefix: str = "") -> list[str]:
@@ -126,8 +126,7 @@ def explain(stage: str, error: Exception, overrides: list[str]) -> str:
 
         base = compose(config_name=stage, overrides=[])
         return f"unknown config key {key!r}{closest(key, flat_keys(base))}; `distill {stage} --cfg job` shows every key"
-    first = next((ln.strip() for ln in text.splitlines() if ln.strip()), type(error).__name__)
-    return first
+    return first_line(error)
 
 
 _KINDS = {"Integer": "a whole number", "Float": "a number", "Boolean": "true or false"}

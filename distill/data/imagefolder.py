@@ -281,22 +281,16 @@ def _readable(
     """The files fit to stream; the others stop the run (``error``) or join ``skipped``. With ``error``
     only headers are read (a file whose pixels turn out unreadable stops the run when first read,
     naming it); with ``skip`` every file is decoded once, JPEGs at 1/8 scale, so none fails later."""
-    from PIL import Image, UnidentifiedImageError
+    from distill.data.streaming import ImageFiles
 
-    mode = "L" if channels == 1 else "RGB"
+    reader = ImageFiles([p for p, _ in files], [y for _, y in files], 1, channels)
     kept, problems = [], []
-    for path, label in files:
+    for i, found in enumerate(files):
         try:
-            with Image.open(path) as img:
-                if on_bad_image == "skip":
-                    img.draft(mode, (1, 1))  # the smallest scale libjpeg decodes: every byte read, few pixels
-                    img.load()
-            kept.append((path, label))
-        except UnidentifiedImageError:
-            problems.append(f"{path} is not an image PIL can read")
-        except Exception as e:  # noqa: BLE001 - PIL's decoders raise OSError, ValueError, SyntaxError, ...
-            reason = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
-            problems.append(f"cannot decode image {path}: {reason}")
+            reader.check(i, decode=on_bad_image == "skip")
+            kept.append(found)
+        except UserError as e:
+            problems.append(str(e))
     if problems and on_bad_image == "error":
         raise UserError(f"{_one_line(problems)} (dataset.on_bad_image=skip trains without them)")
     skipped += problems

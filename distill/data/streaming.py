@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from distill.errors import UserError
+from distill.errors import UserError, first_line
 
 # The eval recipe's resize: the shorter side to image_size / CROP_FRACTION, then the central crop.
 CROP_FRACTION = 0.875
@@ -105,7 +105,9 @@ class ImageFiles(Dataset):
         """The training view to draw: the epoch, or the epoch's view of a teacher cache."""
         self.view = int(view)
 
-    def _decode(self, index: int, need: Callable[[int, int], tuple[float, float]] | None = None):
+    def _decode(
+        self, index: int, need: Callable[[int, int], tuple[float, float]] | None = None, header_only: bool = False
+    ):
         """The file's image and its stored (height, width). ``need(height, width)``: how many pixels
         (rows, columns) of the stored image the caller will use; a JPEG is then decoded at the smallest
         scale (1/2, 1/4, 1/8: libjpeg's DCT scaling, through PIL's ``draft``) that keeps them."""
@@ -123,13 +125,19 @@ class ImageFiles(Dataset):
                         k *= 2
                     if k > 1:
                         img.draft(mode, (math.ceil(width / k), math.ceil(height / k)))
+                if header_only:
+                    return img, (height, width)
                 img = img.convert(mode)  # decodes the whole file here: a truncated one fails now
         except UnidentifiedImageError:
             raise UserError(f"{path} is not an image PIL can read") from None
         except Exception as e:  # noqa: BLE001 - PIL's decoders raise OSError, ValueError, SyntaxError, ...
-            reason = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
-            raise UserError(f"cannot decode image {path}: {reason}") from None
+            raise UserError(f"cannot decode image {path}: {first_line(e)}") from None
         return img, (height, width)
+
+    def check(self, index: int, decode: bool) -> None:
+        """Raises the one-line UserError of :meth:`read` for a file PIL cannot identify (its header) or,
+        with ``decode``, cannot decode (read whole at the smallest JPEG scale: every byte, few pixels)."""
+        self._decode(index, (lambda h, w: (1, 1)) if decode else None, header_only=not decode)
 
     def read(self, index: int) -> torch.Tensor:
         """The file's pixels as a uint8 (channels, H, W) tensor, as stored."""
