@@ -60,6 +60,24 @@ def describe(
     }
 
 
+def run_figures(data: Splits, desc: dict[str, Any], result: FitResult, epochs: int, seed: int, best: Path) -> dict:
+    """The summary keys every training stage writes: files skipped, the model's description, the
+    fit's figures, the seed and the weights file."""
+    return {
+        "skipped_images": {"count": len(data.skipped), "first": data.skipped[:5]},
+        **desc,
+        "last_test_acc": round(result.last_test_acc, 6),
+        "val_acc": round(result.best_val_acc, 6),
+        "best_epoch": result.best_epoch,
+        "epochs": epochs,
+        "train_images_per_s": round(result.train_images_per_s, 1),
+        "train_seconds": round(result.train_seconds, 2),
+        "bn_recalibrated_images": result.bn_recalibrated_images,
+        "seed": seed,
+        "weights": str(best.resolve()),
+    }
+
+
 def train_supervised(
     spec: ModelSpec,
     data: Splits,

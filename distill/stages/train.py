@@ -36,7 +36,7 @@ from distill.config.entry import hydra_entry
 from distill.config.train_checks import validate
 from distill.engine import distributed as dist
 from distill.engine.runs import RunDir, env_info, find_runs, write_json
-from distill.engine.supervised import describe, train_supervised
+from distill.engine.supervised import describe, run_figures, train_supervised
 from distill.engine.tables import MODEL_COLUMNS, model_row, print_table
 from distill.errors import UserError
 
@@ -100,12 +100,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "student": spec.name,
         "teacher": plan.name if got.model is not None else None,
         "dataset": data.name,
-        "skipped_images": {"count": len(data.skipped), "first": data.skipped[:5]},
-        **s_desc,
-        "last_test_acc": round(result.last_test_acc, 6),
-        "val_acc": round(result.best_val_acc, 6),
-        "best_epoch": result.best_epoch,
-        "epochs": settings.epochs,
+        **run_figures(data, s_desc, result, settings.epochs, int(cfg.seed), best),
         "teacher_test_acc": t_desc["test_acc"] if t_desc else None,
         "teacher_weights": str(got.path.resolve()) if got.path else None,
         "student_alone": alone,
@@ -114,13 +109,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "loss": str(cfg.distill.loss),
         "method": type(method).__name__ if method is not None else None,
         "beta": loss_fn.beta if method is not None else None,
-        "train_images_per_s": round(result.train_images_per_s, 1),
         "teacher_cache": got.cache,
         "teacher_backend": got.backend,  # what ran the teacher at every step (None: the cache, or no teacher)
-        "train_seconds": round(result.train_seconds, 2),
-        "bn_recalibrated_images": result.bn_recalibrated_images,
-        "seed": int(cfg.seed),
-        "weights": str(best.resolve()),
         "warnings": warnings,
         "student_key": model_key(cfg.student),
         "dataset_key": dataset_key(cfg),

@@ -22,7 +22,7 @@ from distill.config.adapters import (
 from distill.config.checks import check_training, raise_if
 from distill.engine import distributed as dist
 from distill.engine.runs import RunDir, env_info, write_json
-from distill.engine.supervised import describe, train_supervised
+from distill.engine.supervised import describe, run_figures, train_supervised
 from distill.engine.tables import MODEL_COLUMNS, model_row, print_table
 from distill.losses.combined import DistillLoss
 from distill.losses.kd import KDLoss
@@ -70,17 +70,7 @@ def train_teacher(cfg: DictConfig) -> dict[str, Any]:
         "stage": "teacher",
         "model": spec.name,
         "dataset": data.name,
-        "skipped_images": {"count": len(data.skipped), "first": data.skipped[:5]},
-        **desc,
-        "last_test_acc": round(result.last_test_acc, 6),
-        "val_acc": round(result.best_val_acc, 6),
-        "best_epoch": result.best_epoch,
-        "epochs": settings.epochs,
-        "train_images_per_s": round(result.train_images_per_s, 1),
-        "train_seconds": round(result.train_seconds, 2),
-        "bn_recalibrated_images": result.bn_recalibrated_images,
-        "seed": int(cfg.seed),
-        "weights": str(best.resolve()),
+        **run_figures(data, desc, result, settings.epochs, int(cfg.seed), best),
         "model_key": model_key(cfg.teacher),
         "dataset_key": dataset_key(cfg),
     }
