@@ -12,8 +12,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from distill import config_dir
 from distill.data.augment import AUGMENTS, MIXES
+from distill.data.streaming import POLICIES
 from distill.engine.teacher_backend import BACKENDS
-from distill.errors import UserError, closest
+from distill.errors import UserError, closest, first_line
 from distill.losses.base import Method
 from distill.losses.kd import LOSS_KINDS
 from distill.models.registry import available_models
@@ -72,17 +73,12 @@ def _check_optim_sched(cfg: DictConfig, errors: list[str]) -> None:
     try:
         optimizer = instantiate(cfg.optim)(params=[torch.zeros(1, requires_grad=True)])
     except Exception as e:  # noqa: BLE001 - torch's ValueError/TypeError, or a bad _target_
-        errors.append(f"optim: {_first_line(e)}")
+        errors.append(f"optim: {first_line(e, 300)}")
         return
     try:
         instantiate(cfg.sched)(optimizer=optimizer)
     except Exception as e:  # noqa: BLE001
-        errors.append(f"sched: {_first_line(e)}")
-
-
-def _first_line(e: Exception) -> str:
-    text = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
-    return text[:300]
+        errors.append(f"sched: {first_line(e, 300)}")
 
 
 def _check_writable(path: str, key: str, errors: list[str]) -> None:
@@ -141,6 +137,15 @@ def check_training(cfg: DictConfig, errors: list[str], model_keys: tuple[str, ..
         check_number(cfg, "trainer.mix_alpha", errors, lo=0, lo_open=True)
     if "val_fraction" in cfg.dataset:
         check_number(cfg, "dataset.val_fraction", errors, lo=0, hi=0.9, lo_open=True)
+    # image-folder settings, refused before a run folder exists (the loader checks them again)
+    if "on_bad_image" in cfg.dataset:
+        check_choice(cfg, "dataset.on_bad_image", ("error", "skip"), errors)
+    if "in_memory" in cfg.dataset and str(cfg.dataset.in_memory).lower() not in ("auto", "true", "false"):
+        errors.append(f"dataset.in_memory must be auto, true or false, got {cfg.dataset.in_memory!r}")
+    if "memory_gb" in cfg.dataset:
+        check_number(cfg, "dataset.memory_gb", errors, lo=0)
+    if "policy" in cfg.dataset:
+        check_choice(cfg, "dataset.policy", POLICIES, errors)
     models = available_models()
     for key in model_keys:
         name = OmegaConf.select(cfg, f"{key}.name")

@@ -74,6 +74,23 @@ CASES = [
     (["report", "/nonexistent"], ["is not a folder"]),
     (["train", "teacher=onnx", "teacher.path=/"], ["teacher.path=/ is a folder; give the file itself"]),
     (["train", "cache.dir=/etc/passwd"], ["cache.dir=/etc/passwd", "file"]),
+    (
+        [
+            "teacher",
+            "dataset=imagefolder",
+            "dataset.root=/tmp",
+            "dataset.in_memory=sometimes",
+            "dataset.memory_gb=lots",
+            "dataset.policy=auto",
+            "dataset.on_bad_image=ignore",
+        ],
+        [
+            "dataset.in_memory must be auto, true or false, got 'sometimes'",
+            "dataset.memory_gb must be a number",
+            "dataset.policy='auto' is not one of none, randaugment, trivialaugment",
+            "dataset.on_bad_image='ignore'",
+        ],
+    ),  # fmt: skip
 ]
 
 
