@@ -178,6 +178,7 @@ class BatchLoader:
                 pin_memory=self.device.type == "cuda",
                 persistent_workers=True,
                 prefetch_factor=4,
+                generator=torch.Generator(),  # the workers' seeds, not drawn from the global generator
             )
         self._start = start
         try:

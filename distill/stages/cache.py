@@ -21,19 +21,19 @@ from omegaconf import DictConfig
 from distill.config.checks import raise_if
 from distill.config.entry import hydra_entry
 from distill.data.stored import build_stored_dataset
-from distill.data.streaming import LazyImages
+from distill.data.streaming import STREAMED, LazyImages
 from distill.engine.cache import (
     DamagedEntry,
     cache_dir_problem,
     clear_unfinished,
     discard,
     file_digest,
+    images_digest,
     key_drift,
     list_entries,
     list_unfinished,
-    make_view,
     open_entry,
-    tensor_digest,
+    view_rows,
 )
 from distill.engine.checkpoint import read_weights, spec_of
 from distill.engine.tables import print_table
@@ -99,9 +99,11 @@ def _verify(row: dict[str, Any], n_rows: int, tolerance: float, seed: int) -> tu
     if file_digest(teacher_path) != key["teacher"]:
         return f"stale: {teacher_path} changed since the entry was built", None
     data = build_stored_dataset(key["dataset"], f"{row['path'] / 'meta.json'}: key.dataset")
-    if isinstance(data.train_x, LazyImages):  # entries hold in-memory images; these now stream from files
-        return "stale: the dataset's images now stream from their files (dataset.in_memory)", None
-    if tensor_digest(data.train_x) != key["images"]:
+    streamed_now, streamed_then = isinstance(data.train_x, LazyImages), key["augment"] == STREAMED
+    if streamed_now != streamed_then and key["augment"] != "none":  # other views: cropped from files or tensors
+        how = "now stream from their files" if streamed_now else "are now held in memory"
+        return f"stale: the dataset's images {how} (dataset.in_memory)", None
+    if images_digest(data.train_x) != key["images"]:
         return "stale: the dataset's training images changed", None
     try:
         entry = open_entry(row["path"])
@@ -115,7 +117,7 @@ def _verify(row: dict[str, Any], n_rows: int, tolerance: float, seed: int) -> tu
     with torch.no_grad(), Taps(teacher, key["taps"]) as taps:
         for k in sorted({int(v) for v in rng.integers(entry.num_views, size=min(n_rows, 4))}):
             idx = np.sort(rng.choice(len(data.train_y), size=min(n_rows, len(data.train_y)), replace=False))
-            view = make_view(data.train_x, key["augment"], k, key["seed"])[torch.from_numpy(idx)]
+            view = view_rows(data.train_x, key["augment"], k, key["seed"], idx)
             live = teacher(view.float() / 255)
             feats = taps.take() if key["taps"] else []
             worst = max(worst, float((live - torch.from_numpy(entry.logits[k][idx]).float()).abs().max()))

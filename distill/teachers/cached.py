@@ -14,8 +14,8 @@ import torch
 from torch import nn
 
 from distill.data.base import Splits
-from distill.data.streaming import LazyImages
-from distill.engine.cache import CachedTeacher, CacheKey, build_entry, file_digest, lookup, make_view, tensor_digest
+from distill.data.streaming import STREAMED, LazyImages
+from distill.engine.cache import CachedTeacher, CacheKey, build_entry, file_digest, images_digest, lookup, make_view
 from distill.engine.loop import autocast
 from distill.engine.taps import Taps, resolve_layers
 from distill.teachers.plan import TeacherPlan, TeacherSetup
@@ -28,8 +28,6 @@ def why_not_cached(plan: TeacherPlan, got: TeacherSetup, data: Splits) -> str | 
     """Why these teachers' outputs cannot be cached (None when they can)."""
     if plan.cache.enabled == "false":
         return "cache.enabled=false"
-    if isinstance(data.train_x, LazyImages):
-        return "the images stream from their files (caching streamed views is not built yet)"
     if len(got.teachers.models) > 1:
         return "several teachers"
     if getattr(got.teachers.models[0], "takes_index", False):
@@ -62,7 +60,7 @@ def teacher_cache(
     seed = 0 if data.augment == "none" else int(plan.seed if cache.seed is None else cache.seed)
     key = CacheKey(
         teacher=file_digest(teacher_path),
-        images=tensor_digest(data.train_x),
+        images=images_digest(data.train_x),
         dataset=plan.dataset_key,
         augment=data.augment,
         views=views,
@@ -93,6 +91,7 @@ def teacher_cache(
             batch_size=settings.eval_batch_size,
             meta={"teacher_path": str(teacher_path), "dataset": data.name},
             replace=wrong,
+            num_workers=settings.num_workers,
             **run,
         )
     if entry.built:
@@ -107,13 +106,17 @@ def teacher_cache(
     else:  # found, or finished by another run while this one waited for it
         log.info("teacher cache hit: %s (%d view(s)); the teacher is not run during training", entry.path, views)
         backend = None
-    x, augment = data.train_x, data.augment
     info = {"used": True, "status": "built" if entry.built else "hit", "built_with": backend, "views": views}
-    return (
-        CachedTeacher(entry).to(device),
-        (lambda epoch: make_view(x, augment, epoch % views, seed)),  # the views the entry was built on
-        {**info, "path": str(entry.path)},
-    )
+    return CachedTeacher(entry).to(device), _views(data, views, seed), {**info, "path": str(entry.path)}
+
+
+def _views(data: Splits, views: int, seed: int) -> Callable[[int], Any]:
+    """``epoch -> images``: the view of the training images an epoch trains on, the one the entry holds
+    (drawn up front in memory; for streamed images, a :class:`TrainingView` its workers decode)."""
+    x, augment = data.train_x, data.augment
+    if isinstance(x, LazyImages):
+        return lambda epoch: x.view(epoch % views, seed) if augment == STREAMED else x
+    return lambda epoch: make_view(x, augment, epoch % views, seed)
 
 
 def _tap_once(teacher: nn.Module, names: list[str], example: torch.Tensor) -> list[torch.Tensor]:

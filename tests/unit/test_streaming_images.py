@@ -4,6 +4,7 @@ are a pure function of (seed, view, index), the same batches with or without wor
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -204,3 +205,42 @@ def test_a_truncated_jpeg_when_streaming_is_skipped_or_stops_the_run_in_one_line
         list(loader)
     assert str(raised.value).startswith(f"cannot decode image {victim}: image file is truncated")
     assert "\n" not in str(raised.value)
+
+
+def test_a_teacher_cache_of_streamed_views_holds_the_live_teachers_outputs_on_the_views_trained_on(folder, tmp_path):
+    """Built in worker processes, batch by batch (a view of a folder never held whole); each row is
+    the teacher's output on the view the student's loader regenerates for that epoch and index."""
+    from distill.data.imagefolder import imagefolder
+    from distill.engine.batches import BatchLoader
+    from distill.engine.cache import CachedTeacher, CacheKey, build_entry, images_digest, lookup
+    from distill.models.registry import build_model
+
+    data = imagefolder(str(folder), image_size=24, in_memory=False)
+    torch.manual_seed(0)
+    teacher = build_model("lenet5", 10, 3, (24, 24), (0.5,) * 3, (0.25,) * 3).eval()
+    key = CacheKey(teacher="t" * 64, images=images_digest(data.train_x), dataset={"name": "photos"},
+                   augment=data.augment, views=2, seed=3)  # fmt: skip
+    run = {"device": torch.device("cpu")}
+    entries = [build_entry(tmp_path / str(w), key, teacher, [], data.train_x, batch_size=7, num_workers=w, **run)
+               for w in (0, 2)]  # fmt: skip
+    assert np.array_equal(entries[0].logits, entries[1].logits), "the same rows whatever the worker count"
+    cached = CachedTeacher(entries[0])
+    for epoch in (0, 1, 2):
+        view = data.train_x.view(epoch % 2, seed=3)
+        loader = BatchLoader(view, data.train_y, 8, seed=3, with_index=True)
+        loader.set_epoch(epoch)
+        cached.set_epoch(epoch)
+        xb, _, index = next(iter(loader))
+        assert torch.equal(xb, data.train_x.train_batch(index, view=epoch % 2, seed=3).float() / 255)
+        with torch.no_grad():
+            torch.testing.assert_close(cached(index), teacher(xb), atol=2e-2, rtol=1e-2)  # float16 storage
+    assert not np.array_equal(entries[0].logits[0], entries[0].logits[1]), "each view its own crops"
+    found, wrong = lookup(tmp_path / "0", key, teacher, data.train_x, seed=5, **run)
+    assert found is not None and wrong is None
+    other = build_model("lenet5", 10, 3, (24, 24), (0.5,) * 3, (0.25,) * 3).eval()
+    assert lookup(tmp_path / "0", key, other, data.train_x, seed=5, **run)[1] is not None, "another teacher"
+    first = data.train_x.eval_files.files[0]
+    st = os.stat(first)
+    os.utime(first, ns=(0, 0))
+    assert images_digest(data.train_x) != key.images, "a file changed on disk: another entry"
+    os.utime(first, ns=(st.st_atime_ns, st.st_mtime_ns))

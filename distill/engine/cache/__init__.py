@@ -32,9 +32,11 @@ from distill.engine.cache.keys import (
     CacheKey,
     augment_code,
     file_digest,
+    images_digest,
     key_drift,
     make_view,
     tensor_digest,
+    view_rows,
     view_seed,
 )
 from distill.engine.cache.listing import cache_dir_problem, clear_unfinished, list_entries, list_unfinished
@@ -52,6 +54,7 @@ __all__ = [
     "discard",
     "entry_dir",
     "file_digest",
+    "images_digest",
     "key_drift",
     "list_entries",
     "list_unfinished",
@@ -60,5 +63,6 @@ __all__ = [
     "open_entry",
     "spot_check",
     "tensor_digest",
+    "view_rows",
     "view_seed",
 ]

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from distill.engine.cache.entry import CacheEntry, DamagedEntry, array_names, discard, entry_dir, load_entry, open_entry
-from distill.engine.cache.keys import _CHUNK, FORMAT_VERSION, CacheKey, _view_chunk, make_view
+from distill.engine.cache.keys import _CHUNK, FORMAT_VERSION, CacheKey, view_batches, view_rows
 from distill.engine.cache.locks import key_lock
 from distill.engine.taps import Taps
 from distill.errors import UserError
@@ -46,15 +46,18 @@ def _run_teacher(
     return [out, *([f.float() for f in taps.take()] if taps is not None else [])]
 
 
-def _write_arrays(tmp: Path, key: CacheKey, teacher: nn.Module, x: torch.Tensor, batch_size: int, **run: Any) -> dict:
-    """Fills ``tmp`` with the teacher's outputs on every view of ``x``; returns the arrays' shapes."""
+def _write_arrays(
+    tmp: Path, key: CacheKey, teacher: nn.Module, x: torch.Tensor, batch_size: int, num_workers: int, **run: Any
+) -> dict:
+    """Fills ``tmp`` with the teacher's outputs on every view of ``x`` (streamed images decoded in
+    ``num_workers`` processes); returns the arrays' shapes."""
     taps = Taps(teacher, key.taps) if key.taps else None
     arrays: list[np.memmap] = []
     try:
         for k in range(key.views):
-            vx = make_view(x, key.augment, k, key.seed)
-            for i in range(0, len(vx), batch_size):
-                outs = _run_teacher(teacher, taps, vx[i : i + batch_size], **run)
+            i = 0
+            for xb in view_batches(x, key.augment, k, key.seed, batch_size, num_workers):
+                outs = _run_teacher(teacher, taps, xb, **run)
                 if not arrays:
                     arrays = [
                         np.lib.format.open_memmap(
@@ -64,6 +67,7 @@ def _write_arrays(tmp: Path, key: CacheKey, teacher: nn.Module, x: torch.Tensor,
                     ]
                 for arr, t in zip(arrays, outs):
                     arr[k, i : i + len(t)] = t.cpu().numpy().astype(np.float16)
+                i += len(xb)
     finally:
         if taps is not None:
             taps.close()
@@ -114,6 +118,7 @@ def build_entry(
     autocast_ctx: Any = None,
     meta: dict[str, Any] | None = None,
     replace: CacheEntry | None = None,
+    num_workers: int = 0,
 ) -> CacheEntry:
     """Runs the teacher once over every view of ``x`` and stores its outputs under ``root``.
 
@@ -133,7 +138,7 @@ def build_entry(
         try:
             teacher.eval()
             run = {"device": device, "channels_last": channels_last, "autocast_ctx": autocast_ctx}
-            shapes = _write_arrays(tmp, key, teacher, x, batch_size, **run)
+            shapes = _write_arrays(tmp, key, teacher, x, batch_size, num_workers, **run)
             info = {
                 "version": FORMAT_VERSION,
                 "key": asdict(key),
@@ -178,15 +183,14 @@ def spot_check(
     key = entry.meta["key"]
     rng = np.random.default_rng(seed)
     k, chunk = int(rng.integers(entry.num_views)), int(rng.integers(math.ceil(len(x) / _CHUNK)))
-    images = x[chunk * _CHUNK : (chunk + 1) * _CHUNK]
-    if key["augment"] != "none":
-        images = _view_chunk(x, key["augment"], k, key["seed"], chunk)
-    local = np.sort(rng.choice(len(images), size=min(rows, len(images)), replace=False))
+    size = min(_CHUNK, len(x) - chunk * _CHUNK)
+    local = np.sort(rng.choice(size, size=min(rows, size), replace=False))
+    images = view_rows(x, key["augment"], k, key["seed"], chunk * _CHUNK + local)
     taps = Taps(teacher, key["taps"]) if key["taps"] else None
     was_training = teacher.training
     try:
         teacher.eval()
-        live = _run_teacher(teacher, taps, images[torch.from_numpy(local)], device, channels_last, autocast_ctx)
+        live = _run_teacher(teacher, taps, images, device, channels_last, autocast_ctx)
     finally:
         teacher.train(was_training)
         if taps is not None:

@@ -11,11 +11,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from torch.utils.data import DataLoader
 
 import distill
 from distill.data import augment as augment_module
+from distill.data import streaming as streaming_module
 from distill.data.augment import augment_batch
+from distill.data.streaming import STREAMED, LazyImages
 
 log = logging.getLogger("distill.engine.cache")
 
@@ -36,6 +40,12 @@ def tensor_digest(x: torch.Tensor) -> str:
     return hashlib.sha256(x.contiguous().numpy().tobytes()).hexdigest()
 
 
+def images_digest(x: torch.Tensor | LazyImages) -> str:
+    """What identifies a split's training images: the bytes of in-memory ones; the files (path, size,
+    modification time) and recipe of streamed ones."""
+    return x.digest() if isinstance(x, LazyImages) else tensor_digest(x)
+
+
 def view_seed(seed: int, k: int, chunk: int) -> int:
     """The generator seed of chunk ``chunk`` of view ``k``."""
     return ((seed * 1_000_003 + k) * 7919 + chunk) % (2**63)
@@ -54,10 +64,37 @@ def make_view(x: torch.Tensor, augment: str, k: int, seed: int) -> torch.Tensor:
     return torch.cat([_view_chunk(x, augment, k, seed, c) for c in range(math.ceil(len(x) / _CHUNK))])
 
 
+def view_rows(x: torch.Tensor | LazyImages, augment: str, k: int, seed: int, rows: np.ndarray) -> torch.Tensor:
+    """Rows ``rows`` of view ``k`` (as :func:`make_view` or a streamed split draws it), drawing only the
+    chunks (in memory) or the files (streamed) that hold them."""
+    index = torch.as_tensor(np.asarray(rows, dtype=np.int64))
+    if augment == STREAMED:
+        return x.train_batch(index, view=k, seed=seed)
+    if augment == "none":
+        return x[index]
+    chunks = {int(c): _view_chunk(x, augment, k, seed, int(c)) for c in np.unique(index.numpy() // _CHUNK)}
+    return torch.stack([chunks[int(i) // _CHUNK][int(i) % _CHUNK] for i in index])
+
+
+def view_batches(x: torch.Tensor | LazyImages, augment: str, k: int, seed: int, batch_size: int, num_workers: int = 0):
+    """View ``k`` of ``x`` in order, ``batch_size`` images at a time: slices of :func:`make_view` for
+    in-memory images; for streamed ones, decoded in ``num_workers`` DataLoader processes, so a view of
+    a folder never has to fit in memory."""
+    if not isinstance(x, LazyImages):
+        view = make_view(x, augment, k, seed)
+        yield from (view[i : i + batch_size] for i in range(0, len(view), batch_size))
+        return
+    images = x.view(k, seed) if augment == STREAMED else x
+    # its own generator: the workers' seeds are not drawn from torch's global one, which seeds the student
+    loader = DataLoader(images, batch_size=batch_size, num_workers=num_workers, generator=torch.Generator())
+    yield from loader
+
+
 def augment_code() -> str:
     """A short digest of the code that draws the views: edited augmentations draw other views."""
     try:
-        source = "".join(inspect.getsource(o) for o in (augment_module, view_seed, _view_chunk, make_view))
+        parts = (augment_module, streaming_module, view_seed, _view_chunk, make_view)
+        source = "".join(inspect.getsource(o) for o in parts)
     except (OSError, TypeError):  # an install without sources: the versions in the key still tell builds apart
         source = "no source"
     return hashlib.sha256(source.encode()).hexdigest()[:12]
