@@ -65,6 +65,22 @@ def eval_size(image_size: int) -> int:
     return int(math.floor(image_size / CROP_FRACTION))
 
 
+def eval_recipe(image_size: int, channels: int) -> dict:
+    """The eval recipe as data (written into ``model.json`` at export): what to do to an image file so
+    that an exported model sees the pixels distill measured it on, with PIL alone."""
+    return {
+        "decode": "PIL, converted to " + ("L" if channels == 1 else "RGB"),
+        "jpeg_draft": "a JPEG whose shorter side is at least 2k x resize_shorter_side is decoded at 1/k scale, the "
+        "largest k of 2, 4, 8 that allows it: PIL Image.draft(mode, (ceil(width / k), ceil(height / k)))",
+        "resize_shorter_side": eval_size(image_size),
+        "resize_longer_side": "int(resize_shorter_side * longer / shorter), of the size the file stores",
+        "interpolation": "bilinear (PIL Image.BILINEAR)",
+        "center_crop": image_size,
+        "crop_offsets": "top = round((height - center_crop) / 2), left = round((width - center_crop) / 2)",
+        "to_input": "uint8 HWC -> float32 CHW / 255, batch first; the normalisation is inside the graph",
+    }
+
+
 class ImageFiles(Dataset):
     """``(image, label, index)`` of image files, decoded and transformed on demand.
 
@@ -250,6 +266,10 @@ class LazyImages:
         images = [self.train_files.view_of(i, view=view) for i in self._indices(key)]
         return torch.stack(images) if images else torch.empty((0, *self.shape[1:]), dtype=torch.uint8)
 
+    def view(self, view: int, seed: int) -> TrainingView:
+        """Training view ``view`` of every image, drawn from ``seed``, indexed as this object is."""
+        return TrainingView(self, view, seed)
+
     def digest(self) -> str:
         """What identifies these images: each file's path, size and modification time, and the recipe."""
         import hashlib
@@ -260,3 +280,24 @@ class LazyImages:
             st = os.stat(path)
             h.update(f"{path}|{st.st_size}|{st.st_mtime_ns}\n".encode())
         return h.hexdigest()[:16]
+
+
+class TrainingView:
+    """One training view of a :class:`LazyImages` (``x[key]`` is ``images.train_batch(key, view, seed)``):
+    what a teacher cache holds for an epoch, standing where that epoch's images stand."""
+
+    dtype = torch.uint8
+
+    def __init__(self, images: LazyImages, view: int, seed: int) -> None:
+        self.images, self.view, self.seed = images, int(view), int(seed)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        return self.images.shape
+
+    def __getitem__(self, key) -> torch.Tensor:
+        batch = self.images.train_batch(key, view=self.view, seed=self.seed)
+        return batch[0] if isinstance(key, numbers.Integral) else batch

@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 from distill.config.adapters import teacher_for_comparison
 from distill.config.checks import raise_if
 from distill.config.entry import hydra_entry
+from distill.data.streaming import eval_recipe
 from distill.engine.checkpoint import check_weights, load_model, run_folder
 from distill.engine.loggers import log_artifact_to
 from distill.engine.runs import RunDir, read_json, write_json
@@ -78,6 +79,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             "mean": spec.mean,
             "std": spec.std,
         },
+        "preprocessing": _preprocessing(config, spec),
         "output": {"name": "logits", "shape": ["batch", spec.num_classes]},
         "opset": cfg.opset,
         "weights": str(weights),
@@ -100,6 +102,22 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if all(log_artifact_to(RunDir(run_dir).summary, p) for p in exported if p.is_file()):
         result["mlflow_artifacts"] = [p.name for p in exported if p.is_file()]
     return result
+
+
+# The datasets read from image files (any size), whose eval recipe resizes and crops them.
+_IMAGE_FILES = ("distill.data.imagefolder.imagefolder", "distill.data.filelist.filelist")
+
+
+def _preprocessing(config: dict, spec) -> dict:
+    """How an image becomes the graph's input, as the run's evaluation made it."""
+    dataset = config.get("dataset", {}) if isinstance(config, dict) else {}
+    if dataset.get("_target_") in _IMAGE_FILES:
+        return eval_recipe(int(spec.image_size[0]), int(spec.in_channels))
+    name = str(dataset.get("_target_", "?")).rsplit(".", 1)[-1]
+    return {
+        "decode": f"the images of dataset {name} as it stores them, {spec.image_size[0]}x{spec.image_size[1]} px",
+        "to_input": "uint8 HWC -> float32 CHW / 255, batch first; the normalisation is inside the graph",
+    }
 
 
 def _int8(cfg: DictConfig, fp32: Path, stored: tuple[dict, Path], run_dir: Path, name: str) -> dict[str, Any]:

@@ -98,7 +98,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     summary = {
         "stage": "train",
         "student": spec.name,
-        "teacher": plan.name if got.model is not None else None,
+        "teacher": got.name,
         "dataset": data.name,
         **run_figures(data, s_desc, result, settings.epochs, int(cfg.seed), best),
         "teacher_test_acc": t_desc["test_acc"] if t_desc else None,
@@ -158,7 +158,7 @@ def _student_alone(cfg: DictConfig, epochs: int) -> dict[str, Any] | None:
 
 def _print_result(s: dict, plan: teachers.TeacherPlan, t_desc: dict | None, s_desc: dict, run_dir: Path) -> None:
     """The run's table: teacher, student and the student trained alone, with the run's settings."""
-    t_label = f"teacher {plan.name}"
+    t_label = f"teacher {s['teacher']}"
     if plan.online:
         t_label = f"{'peer' if plan.mutual else 'online teacher'} {teachers.peer_names(plan)[0]}"
     rows = [model_row(t_label, t_desc)] if t_desc else []

@@ -40,7 +40,7 @@ def prepare(
     ``resumed``: the weights a resumed run started with, used instead of resolving them again."""
     if plan.online:
         teachers = online_peers(plan, data, device, settings)
-        return TeacherSetup(teachers, teachers.models[0], None, settings, _params(teachers.models[0]))
+        return TeacherSetup(teachers, teachers.models[0], None, settings, _params(teachers.models[0]), name=plan.name)
     if not plan.needed:
         return TeacherSetup(None, None, None, settings)
     teacher, path = load_teacher(plan, data, device, settings, resumed)
@@ -48,7 +48,8 @@ def prepare(
     if not getattr(teacher, "takes_index", False):
         settings = settle_runtime(plan, teacher, path, data, settings)
     teachers = Teachers([teacher, *extra], precision=settings.teacher_autocast())
-    return TeacherSetup(teachers, teacher, path, settings, _params(teacher))
+    name = getattr(teacher, "distill_name", plan.name)
+    return TeacherSetup(teachers, teacher, path, settings, _params(teacher), name=name)
 
 
 def serve(setup: TeacherSetup, plan: TeacherPlan, data: Splits, device: torch.device) -> TeacherSetup:

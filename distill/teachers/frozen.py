@@ -97,5 +97,6 @@ def load_frozen(
     model.to(device).eval().requires_grad_(False)
     if settings.channels_last:
         model.to(memory_format=torch.channels_last)
+    model.distill_name = spec.name  # what the file holds, whatever teacher.name says
     log.info("teacher %s loaded from %s", spec.name, path)
     return model, path

@@ -103,6 +103,7 @@ class TeacherSetup:
     view_fn: Callable[[int], torch.Tensor] | None = None  # an epoch's training images, when cached
     cache: dict[str, Any] = field(default_factory=lambda: {"used": False, "reason": "no teacher"})
     backend: str | None = None  # what ran the teacher at every step (None: the cache, or no teacher)
+    name: str | None = None  # the model its weights file describes (teacher.name may say another)
 
     @property
     def describable(self) -> bool:

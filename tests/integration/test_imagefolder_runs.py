@@ -88,3 +88,54 @@ def test_a_streamed_run_trains_the_same_in_worker_processes(folder, tmp_path):
     ]
     assert _metrics(tmp_path / "0") == _metrics(tmp_path / "2")
     assert runs[0]["test_acc"] == runs[1]["test_acc"] and runs[0]["skipped_images"]["count"] == 1
+
+
+def test_a_streamed_kd_run_builds_the_teacher_cache_in_workers_and_the_next_run_reads_it(folder, tmp_path):
+    data = ["dataset=imagefolder", f"dataset.root={folder}", "dataset.image_size=16", "dataset.in_memory=false",
+            "dataset.on_bad_image=skip", outputs_root(tmp_path)]  # fmt: skip
+    api.run("teacher", ["teacher=lenet5", *data, *ONE_EPOCH, f"paths.output_dir={tmp_path / 'teacher'}"])
+    args = [f"teacher.checkpoint={tmp_path / 'teacher'}", "student=mlp", "student.kwargs.hidden=[32]",
+            "trainer.epochs=2", "trainer.num_workers=2", "trainer.batch_size=8", *data, *ONE_EPOCH[1:]]  # fmt: skip
+    first, second = (api.run("train", [*args, f"paths.output_dir={tmp_path / str(i)}"]) for i in (0, 1))
+    assert first["teacher_cache"]["status"] == "built" and second["teacher_cache"]["status"] == "hit"
+    assert first["teacher_cache"]["views"] == 2 and first["teacher"] == "lenet5"  # the file's model, not teacher.name
+    assert _metrics(tmp_path / "0") == _metrics(tmp_path / "1") and first["test_acc"] == second["test_acc"]
+
+
+def test_model_json_says_how_to_feed_the_onnx_file_and_plain_pil_numpy_onnxruntime_score_the_test_acc(folder, tmp_path):
+    """No distill code on the scoring side: the test images read with PIL as model.json's
+    preprocessing says, scored by onnxruntime, give the run's test_acc exactly."""
+    import json
+    import math
+
+    import numpy as np
+    import onnxruntime as ort
+    from PIL import Image
+
+    run = tmp_path / "run"
+    args = ["teacher=mlp", "dataset=imagefolder", f"dataset.root={folder}", "dataset.image_size=24",
+            "dataset.on_bad_image=skip", *ONE_EPOCH, f"paths.output_dir={run}"]  # fmt: skip
+    summary = api.run("teacher", args)
+    api.run("export", [f"run={run}"])
+    meta = json.loads((run / "model.json").read_text())
+    recipe, classes = meta["preprocessing"], meta["classes"]
+    short, side = recipe["resize_shorter_side"], recipe["center_crop"]
+    session = ort.InferenceSession(str(run / "model.onnx"), providers=["CPUExecutionProvider"])
+    files = sorted((folder / "test").rglob("*.jpg"))
+    right = 0
+    for path in files:
+        with Image.open(path) as img:
+            width, height = img.size
+            k = 1
+            while k < 8 and min(width, height) >= 2 * k * short:
+                k *= 2
+            if k > 1:
+                img.draft("RGB", (math.ceil(width / k), math.ceil(height / k)))
+            img = img.convert("RGB")
+        size = (short, int(short * height / width)) if width <= height else (int(short * width / height), short)
+        img = img.resize(size, Image.BILINEAR)
+        top, left = round((size[1] - side) / 2), round((size[0] - side) / 2)
+        x = np.asarray(img.crop((left, top, left + side, top + side)), np.float32).transpose(2, 0, 1)[None] / 255
+        right += classes[int(session.run(None, {"images": x})[0].argmax())] == path.parent.name
+    assert len(files) == 10 and right / len(files) == summary["test_acc"]
+    assert (short, side) == (27, 24) and recipe["interpolation"].startswith("bilinear")
