@@ -59,7 +59,9 @@ def compose(
 def write(
     out: Path, images: int, seed: int = 0, source: str = "mnist5k", sides: tuple[int, int] = SIDES
 ) -> dict[str, int]:
-    """Writes ``images`` pictures under ``out``; returns how many went to each split."""
+    """Writes ``images`` pictures under ``out`` (``split/class/N.jpg``) and, beside the folders, the
+    same splits as ``split.csv`` lists of ``path,label`` lines (for ``dataset=filelist``); returns how
+    many went to each split."""
     rng = np.random.default_rng(seed)
     x, y = glyphs(source)
     photos = photographs()
@@ -70,6 +72,7 @@ def write(
     counts = {}
     n = 0
     for split, per_class in shares.items():
+        lines = ["path,label"]
         for c in classes:
             folder = out / split / str(c)
             folder.mkdir(parents=True, exist_ok=True)
@@ -77,7 +80,9 @@ def write(
                 ink = x[by_class[c][n % len(by_class[c])]]
                 picture = compose(rng, photos[int(rng.integers(len(photos)))], ink, sides)
                 picture.save(folder / f"{n:07d}.jpg", "JPEG", quality=90)  # created with the user's umask
+                lines.append(f"{split}/{c}/{n:07d}.jpg,{c}")
                 n += 1
+        (out / f"{split}.csv").write_text("\n".join(lines) + "\n")
         counts[split] = per_class * len(classes)
     return counts
 

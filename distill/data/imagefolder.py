@@ -142,7 +142,7 @@ def _decode(
 
 def imagefolder(
     root: str,
-    image_size: int = 32,
+    image_size: int = 224,
     channels: int = 3,
     val_fraction: float = 0.1,
     split_seed: int = 0,
@@ -168,14 +168,7 @@ def imagefolder(
         UserError: in one line naming the path, for any layout or image problem (see the module's docstring).
     """
     base = Path(root)
-    if channels not in (1, 3):
-        raise UserError(f"dataset.channels must be 1 or 3, got {channels}")
-    if isinstance(memory_gb, bool) or not isinstance(memory_gb, (int, float)) or memory_gb < 0:
-        raise UserError(f"dataset.memory_gb must be a number >= 0, got {memory_gb!r}")
-    if policy not in POLICIES:
-        raise UserError(f"dataset.policy must be one of {', '.join(POLICIES)}, got {policy!r}")
-    if on_bad_image not in ("error", "skip"):
-        raise UserError(f"dataset.on_bad_image must be error or skip, got {on_bad_image!r}")
+    check_options(channels, on_bad_image, in_memory, memory_gb, policy)
     if not base.exists():
         raise UserError(f"dataset.root={root} does not exist")
     if not base.is_dir():
@@ -191,15 +184,64 @@ def imagefolder(
     if (base / "test").is_dir():
         _, test_files, special = _scan_split(base / "test", classes)
         skipped += special
-    files = len(train_files) + len(val_files) + len(test_files or [])
-    gb = files * channels * image_size * image_size / 1e9
-    stream = str(in_memory).lower() == "false" or (str(in_memory).lower() == "auto" and gb > memory_gb)
+    return image_splits(
+        base,
+        classes,
+        (train_files, val_files, test_files),
+        skipped,
+        image_size=image_size,
+        channels=channels,
+        val_fraction=val_fraction,
+        split_seed=split_seed,
+        augment=augment,
+        on_bad_image=on_bad_image,
+        in_memory=in_memory,
+        memory_gb=memory_gb,
+        policy=policy,
+    )
+
+
+def check_options(channels: int, on_bad_image: str, in_memory: str | bool, memory_gb: float, policy: str) -> None:
+    """One-line errors for the settings every image-file dataset takes."""
+    if channels not in (1, 3):
+        raise UserError(f"dataset.channels must be 1 or 3, got {channels}")
+    if isinstance(memory_gb, bool) or not isinstance(memory_gb, (int, float)) or memory_gb < 0:
+        raise UserError(f"dataset.memory_gb must be a number >= 0, got {memory_gb!r}")
+    if policy not in POLICIES:
+        raise UserError(f"dataset.policy must be one of {', '.join(POLICIES)}, got {policy!r}")
+    if on_bad_image not in ("error", "skip"):
+        raise UserError(f"dataset.on_bad_image must be error or skip, got {on_bad_image!r}")
     if str(in_memory).lower() not in ("auto", "true", "false"):
         raise UserError(f"dataset.in_memory must be auto, true or false, got {in_memory!r}")
+
+
+def image_splits(
+    base: Path,
+    classes: list[str],
+    files: tuple[list[tuple[Path, int]], list[tuple[Path, int]], list[tuple[Path, int]] | None],
+    skipped: list[str],
+    *,
+    image_size: int,
+    channels: int,
+    val_fraction: float,
+    split_seed: int,
+    augment: str,
+    on_bad_image: str,
+    in_memory: str | bool,
+    memory_gb: float,
+    policy: str,
+):
+    """Splits of listed image files ``(train, val, test or None)`` as ``(path, label)`` pairs: decoded
+    into memory, or streamed from the files (see :func:`imagefolder` for the settings). ``base``
+    names the dataset (its folder name) in the log and in ``Splits.name``."""
+    train_files, val_files, test_files = files
+    count = len(train_files) + len(val_files) + len(test_files or [])
+    gb = count * channels * image_size * image_size / 1e9
+    stream = str(in_memory).lower() == "false" or (str(in_memory).lower() == "auto" and gb > memory_gb)
     log.info(
         "dataset %s: %d images, %.2f GB decoded at %d px: %s",
-        root,
-        files,
+        base,
+        count,
         gb,
         image_size,
         "streamed from the files" if stream else "decoded once into memory",
@@ -217,7 +259,7 @@ def imagefolder(
     vx, vy = _decode(val_files, image_size, channels, on_bad_image, skipped)
     sx, sy = _decode(test_files, image_size, channels, on_bad_image, skipped) if test_files is not None else (vx, vy)
     if skipped:
-        log.warning("dataset %s: %d file(s) passed over: %s", root, len(skipped), _one_line(skipped))
+        log.warning("dataset %s: %d file(s) passed over: %s", base, len(skipped), _one_line(skipped))
     splits = make_splits(
         base.name or "imagefolder",
         tx,

@@ -20,7 +20,7 @@ from distill.errors import UserError
 
 def builders() -> dict[str, Callable[..., Splits]]:
     """The dataset builders a stored config may name, by the ``_target_`` the shipped configs use."""
-    from distill.data import embedded, imagefolder, synthetic, torchvision_sets
+    from distill.data import embedded, filelist, imagefolder, synthetic, torchvision_sets
 
     table = [
         embedded.digits,
@@ -30,6 +30,7 @@ def builders() -> dict[str, Callable[..., Splits]]:
         torchvision_sets.mnist,
         torchvision_sets.fashion_mnist,
         imagefolder.imagefolder,
+        filelist.filelist,
         synthetic.synthetic,
     ]
     return {f"{fn.__module__}.{fn.__name__}": fn for fn in table}

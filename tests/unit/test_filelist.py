@@ -1,0 +1,93 @@
+"""dataset=filelist: images listed in CSV files (path,label, relative to the list), read as the image
+folder of the same files is, and one line naming the list and line for every problem."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from distill.data.filelist import filelist
+from distill.data.imagefolder import imagefolder
+from distill.data.streaming import LazyImages
+from distill.errors import UserError
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "make_image_folder.py"
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    spec = importlib.util.spec_from_file_location("make_image_folder", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    root = tmp_path_factory.mktemp("photos")
+    module.write(root, 40, seed=2, source="digits")
+    return root
+
+
+def _lists(root: Path) -> dict[str, str]:
+    return {split: str(root / f"{split}.csv") for split in ("train", "val", "test")}
+
+
+def test_a_list_of_a_folders_files_gives_the_folders_splits_in_memory_and_streamed(folder):
+    held = imagefolder(str(folder), image_size=16, in_memory=True)
+    listed = filelist(**_lists(folder), image_size=16, in_memory=True)
+    assert listed.classes == held.classes == [str(c) for c in range(10)]
+    for part in ("train", "val", "test"):
+        assert torch.equal(getattr(listed, f"{part}_y"), getattr(held, f"{part}_y")), part
+        assert torch.equal(getattr(listed, f"{part}_x"), getattr(held, f"{part}_x")), part
+    streamed = filelist(**_lists(folder), image_size=16, in_memory=False)
+    assert isinstance(streamed.train_x, LazyImages) and torch.equal(streamed.test_x[:], held.test_x)
+    no_test = filelist(train=_lists(folder)["train"], val=_lists(folder)["val"], image_size=16)
+    assert torch.equal(no_test.test_y, held.val_y), "without test, val is the test split"
+
+
+def test_paths_are_relative_to_the_list_labels_are_names_and_integers_sort_as_numbers(folder, tmp_path):
+    images = sorted((folder / "train").rglob("*.jpg"))
+    lists = tmp_path / "lists"
+    lists.mkdir()
+    rows = [f"{os.path.relpath(p, lists)},{'cat' if i % 2 else 'dog house'}" for i, p in enumerate(images[:8])]
+    rows.append(f"{images[8]},cat")  # an absolute path
+    (lists / "train.csv").write_text("\n".join(rows) + "\n\n")
+    (lists / "val.csv").write_text(f"path,label\n{os.path.relpath(images[9], lists)},cat\n")
+    data = filelist(str(lists / "train.csv"), str(lists / "val.csv"), image_size=8)
+    assert data.classes == ["cat", "dog house"] and (len(data.train_y), len(data.val_y)) == (9, 1)
+    numbered = tmp_path / "numbered.csv"
+    numbered.write_text("".join(f"{images[i]},{label}\n" for i, label in enumerate(["10", "2", "-1", "2"])))
+    assert filelist(str(numbered), str(numbered), image_size=8).classes == ["-1", "2", "10"]
+
+
+def test_every_problem_is_one_line_naming_the_list_and_line(folder, tmp_path):
+    train = _lists(folder)["train"]
+    cases = {
+        "missing.csv": ("train/0/nope.jpg,0\n", r"1 listed file\(s\) missing: .*missing.csv:1: .*nope.jpg does not"),
+        "short.csv": ("path,label\ntrain/0/x.jpg\n", r"short.csv:2: expected path,label, got 'train/0/x.jpg'"),
+        "empty.csv": ("path,label\n", "dataset.val=.*empty.csv lists no images"),
+        "other.csv": (f"{sorted((folder / 'val' / '3').iterdir())[0]},three\n",
+                      "has labels the training list lacks: three"),
+    }  # fmt: skip
+    for name, (text, needle) in cases.items():
+        (tmp_path / name).write_text(text)
+        (tmp_path / "train").mkdir(exist_ok=True)
+        with pytest.raises(UserError, match=needle):
+            filelist(train, str(tmp_path / name), image_size=8)
+    with pytest.raises(UserError, match=r"dataset.train=.*absent.csv is not a file"):
+        filelist(str(tmp_path / "absent.csv"), train, image_size=8)
+
+
+def test_a_fifo_is_never_opened_and_a_bad_image_is_skipped_on_request(folder, tmp_path):
+    root = tmp_path / "copy"
+    shutil.copytree(folder, root)
+    os.mkfifo(root / "train" / "0" / "pipe.jpg")
+    (root / "train" / "1" / "text.jpg").write_text("not a picture")
+    with open(root / "train.csv", "a") as f:
+        f.write("train/0/pipe.jpg,0\ntrain/1/text.jpg,1\n")
+    with pytest.raises(UserError, match=r"text.jpg is not an image PIL can read \(dataset.on_bad_image=skip"):
+        filelist(**_lists(root), image_size=8)
+    data = filelist(**_lists(root), image_size=8, on_bad_image="skip")
+    assert len(data.skipped) == 2 and any("pipe.jpg: not a regular file" in s for s in data.skipped)
+    assert (len(data.train_y), len(data.val_y)) == (20, 10), "the 20 training images listed, without the 2 bad ones"
