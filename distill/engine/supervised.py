@@ -16,7 +16,7 @@ from torch import nn
 from distill.data.base import Splits
 from distill.engine.checkpoint import read_weights
 from distill.engine.fit import FitResult, fit
-from distill.engine.loop import Teachers, predict
+from distill.engine.loop import Teachers, eval_batch, predict
 from distill.engine.metrics import speed, topk_accuracy
 from distill.engine.runs import RunDir
 from distill.engine.settings import TrainerSettings
@@ -56,7 +56,7 @@ def describe(
         "test_acc": round(topk_accuracy(logits, data.test_y), 6),
         "params": count_params(model) if params is None else params,
         "size_bytes": weights_path.stat().st_size if weights_path else None,
-        **speed(model.eval(), example),
+        **speed(model.eval(), example, batch_size=eval_batch(64, data.test_x, device)),
     }
 
 

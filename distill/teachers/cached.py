@@ -16,7 +16,7 @@ from torch import nn
 from distill.data.base import Splits
 from distill.data.streaming import STREAMED, LazyImages
 from distill.engine.cache import CachedTeacher, CacheKey, build_entry, file_digest, images_digest, lookup, make_view
-from distill.engine.loop import autocast
+from distill.engine.loop import autocast, eval_batch
 from distill.engine.taps import Taps, resolve_layers
 from distill.teachers.plan import TeacherPlan, TeacherSetup
 from distill.teachers.runtime import teacher_backend
@@ -88,7 +88,7 @@ def teacher_cache(
             fast.models[0],
             tap_names,
             data.train_x,
-            batch_size=settings.eval_batch_size,
+            batch_size=eval_batch(settings.eval_batch_size, data.train_x, device),
             meta={"teacher_path": str(teacher_path), "dataset": data.name},
             replace=wrong,
             num_workers=settings.num_workers,

@@ -244,3 +244,21 @@ def test_a_teacher_cache_of_streamed_views_holds_the_live_teachers_outputs_on_th
     os.utime(first, ns=(0, 0))
     assert images_digest(data.train_x) != key.images, "a file changed on disk: another entry"
     os.utime(first, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def test_streamed_images_are_predicted_in_workers_in_cpu_sized_batches_with_the_same_logits(folder):
+    from distill.data.imagefolder import imagefolder
+    from distill.data.streaming import LazyImages
+    from distill.engine.loop import CPU_EVAL_PIXELS, eval_batch, predict
+    from distill.models.registry import build_model
+
+    held = imagefolder(str(folder), image_size=24, in_memory=True)
+    files = imagefolder(str(folder), image_size=24, in_memory=False).train_x.eval_files
+    lazy = LazyImages(files.files * 4, files.labels.tolist() * 4, 24)  # 80 images: decoded in workers
+    torch.manual_seed(0)
+    model = build_model("lenet5", 10, 3, (24, 24), (0.5,) * 3, (0.25,) * 3)
+    streamed = predict(model, lazy, batch_size=512)
+    torch.testing.assert_close(streamed, predict(model, held.train_x.repeat(4, 1, 1, 1), batch_size=7))
+    assert eval_batch(512, torch.zeros(1, 3, 224, 224), "cpu") == 32 == max(32, CPU_EVAL_PIXELS // 224**2)
+    assert eval_batch(512, torch.zeros(1, 3, 64, 64), "cpu") == 128 and eval_batch(512, lazy, "cpu") == 512
+    assert eval_batch(512, torch.zeros(1, 3, 224, 224), "cuda") == 512 and eval_batch(16, lazy, "cpu") == 16
