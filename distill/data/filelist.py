@@ -10,10 +10,11 @@ streaming and the recipes are those of :func:`distill.data.imagefolder.imagefold
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 
 from distill.data.imagefolder import _is_regular_file, _one_line, check_options, image_splits
-from distill.errors import UserError, closest
+from distill.errors import UserError, closest, first_line
 
 
 def _read_list(csv_path: Path, key: str) -> tuple[list[tuple[Path, str]], list[str]]:
@@ -22,22 +23,27 @@ def _read_list(csv_path: Path, key: str) -> tuple[list[tuple[Path, str]], list[s
     if not csv_path.is_file():
         raise UserError(f"dataset.{key}={csv_path} is not a file; give a CSV of path,label lines")
     rows, missing, special = [], [], []
-    with open(csv_path, newline="", encoding="utf-8") as f:
-        for number, row in enumerate(csv.reader(f), start=1):
-            if not row or all(not cell.strip() for cell in row):
-                continue
-            if number == 1 and [c.strip().lower() for c in row] == ["path", "label"]:
-                continue
-            if len(row) != 2 or not row[0].strip() or not row[1].strip():
-                raise UserError(f"{csv_path}:{number}: expected path,label, got {','.join(row)[:120]!r}")
-            path = Path(row[0].strip())
-            path = path if path.is_absolute() else csv_path.parent / path
-            if not path.exists() and not path.is_symlink():
-                missing.append(f"{csv_path}:{number}: {path} does not exist")
-            elif not _is_regular_file(path):
-                special.append(f"{path}: not a regular file")
-            else:
-                rows.append((path, row[1].strip()))
+    try:  # utf-8-sig: the byte-order mark spreadsheets put first is not part of the first path
+        with open(csv_path, newline="", encoding="utf-8-sig") as f:
+            lines = list(csv.reader(f))
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise UserError(f"dataset.{key}={csv_path} is not a UTF-8 CSV of path,label lines ({first_line(e)})") from None
+    for number, row in enumerate(lines, start=1):
+        if not row or all(not cell.strip() for cell in row):
+            continue
+        if [c.strip().lower() for c in row] == ["path", "label"]:  # a header (lists joined together repeat it)
+            continue
+        if len(row) != 2 or not row[0].strip() or not row[1].strip():
+            raise UserError(f"{csv_path}: record {number}: expected path,label, got {','.join(row)[:120]!r}")
+        path = Path(row[0].strip())
+        path = path if path.is_absolute() else csv_path.parent / path
+        if not path.exists() and not path.is_symlink():
+            hint = " (write paths with /)" if "\\" in row[0] else ""
+            missing.append(f"{csv_path}: record {number}: {path} does not exist{hint}")
+        elif not _is_regular_file(path):
+            special.append(f"{path}: not a regular file")
+        else:
+            rows.append((path, row[1].strip()))
     if missing:
         raise UserError(f"{len(missing)} listed file(s) missing: {_one_line(missing)}")
     if not rows:
@@ -46,8 +52,9 @@ def _read_list(csv_path: Path, key: str) -> tuple[list[tuple[Path, str]], list[s
 
 
 def _class_order(labels: set[str]) -> list[str]:
-    if all(label.lstrip("-").isdigit() for label in labels):
-        return sorted(labels, key=int)
+    """Integers in numeric order ("01" after "1", ties by text), anything else alphabetically."""
+    if all(re.fullmatch(r"-?[0-9]+", label) for label in labels):
+        return sorted(labels, key=lambda label: (int(label), label))
     return sorted(labels)
 
 

@@ -70,13 +70,15 @@ def eval_recipe(image_size: int, channels: int) -> dict:
     that an exported model sees the pixels distill measured it on, with PIL alone."""
     return {
         "decode": "PIL, converted to " + ("L" if channels == 1 else "RGB"),
-        "jpeg_draft": "a JPEG whose shorter side is at least 2k x resize_shorter_side is decoded at 1/k scale, the "
-        "largest k of 2, 4, 8 that allows it: PIL Image.draft(mode, (ceil(width / k), ceil(height / k)))",
+        "jpeg_draft": "a JPEG whose stored shorter side is at least k x resize_shorter_side is decoded at 1/k scale, "
+        "the largest such k of 2, 4, 8 (none below 2x): PIL Image.draft(mode, (ceil(width / k), ceil(height / k)))",
         "resize_shorter_side": eval_size(image_size),
         "resize_longer_side": "int(resize_shorter_side * longer / shorter), of the size the file stores",
         "interpolation": "bilinear (PIL Image.BILINEAR)",
         "center_crop": image_size,
-        "crop_offsets": "top = round((height - center_crop) / 2), left = round((width - center_crop) / 2)",
+        "crop_offsets": "of the resized image: top = round((resized height - center_crop) / 2), left = "
+        "round((resized width - center_crop) / 2), Python's round (half to even)",
+        "exif_orientation": "not applied (as torchvision's ImageFolder)",
         "to_input": "uint8 HWC -> float32 CHW / 255, batch first; the normalisation is inside the graph",
     }
 
@@ -190,8 +192,8 @@ class ImageFiles(Dataset):
             img = img.transpose(Image.FLIP_LEFT_RIGHT)
         image = _tensor(img)
         if self.policy != "none":
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(int(rng.integers(2**62)))
+            with torch.random.fork_rng(devices=[]):  # the CPU generator's state, restored; CUDA's untouched
+                torch.default_generator.manual_seed(int(rng.integers(2**62)))
                 image = self._augment_policy()(image)
         return image
 

@@ -185,5 +185,11 @@ class BatchLoader:
             for xb, yb, ib in self._workers:
                 yield self._to_device(xb, yb, ib)
         except UserError as e:  # raised in a worker (an unreadable file): its own line, not the traceback
-            lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-            raise UserError(lines[-1].removeprefix(f"{UserError.__module__}.UserError: ")) from None
+            raise worker_error(e) from None
+
+
+def worker_error(e: UserError) -> UserError:
+    """A UserError raised in a DataLoader worker, which the DataLoader re-raises wrapped in the worker's
+    traceback, as its own one line again."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    return UserError(lines[-1].removeprefix(f"{UserError.__module__}.UserError: ") if lines else str(e))

@@ -92,7 +92,7 @@ def fit(
         step_model = torch.compile(model)
     elif settings.compile:
         log.warning("trainer.compile is off for this run: the method reads student layers through hooks")
-    cl = settings.channels_last
+    cl, workers = settings.channels_last, settings.num_workers
     loader = BatchLoader(
         data.train_x,
         data.train_y,
@@ -173,7 +173,8 @@ def fit(
                 st.calibrated = recalibrate_bn(model, calib, settings.bn_recalibrate_batches)
             dist.same_buffers(model, *peers, loss_fn)  # every rank evaluates and goes on with rank 0's statistics
             val_acc = topk_accuracy(
-                predict(model, data.val_x, settings.eval_batch_size, device, channels_last=cl), data.val_y
+                predict(model, data.val_x, settings.eval_batch_size, device, channels_last=cl, num_workers=workers),
+                data.val_y,
             )
             row = {
                 "epoch": epoch + 1,
@@ -210,7 +211,8 @@ def fit(
                 raise Interrupted(signals.received, run_dir)
     dist.barrier()  # rank 0's checkpoints are on disk before any rank reads best.safetensors
     last_test = topk_accuracy(
-        predict(model, data.test_x, settings.eval_batch_size, device, channels_last=cl), data.test_y
+        predict(model, data.test_x, settings.eval_batch_size, device, channels_last=cl, num_workers=workers),
+        data.test_y,
     )
     images, seconds = st.images, st.seconds
     return FitResult(st.best_epoch, st.best_val_acc, last_test, images / max(seconds, 1e-9), seconds, st.calibrated)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -227,11 +226,12 @@ def predict(
     device: str | torch.device = "cpu",
     precision: str = "32",
     channels_last: bool = False,
+    num_workers: int = 0,
 ) -> torch.Tensor:
-    """Logits (float32, on the CPU) of ``model`` in eval mode for uint8 images ``x`` (images streamed
-    from files are decoded in worker processes, one per core up to 4)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    workers = min(4, cores) if isinstance(x, LazyImages) and len(x) > 64 else 0
+    """Logits (float32, on the CPU) of ``model`` in eval mode for uint8 images ``x``; images streamed
+    from files are decoded in ``num_workers`` processes (trainer.num_workers) when there are more
+    than 64 of them."""
+    workers = num_workers if isinstance(x, LazyImages) and len(x) > 64 else 0
     loader = BatchLoader(
         x,
         torch.zeros(len(x), dtype=torch.long),

@@ -50,7 +50,8 @@ def describe(
     """Test accuracy, parameters, size on disk, latency per image and inference throughput.
     ``params``: the parameter count, for a model that does not hold its own (an onnxruntime teacher)."""
     if logits is None:
-        logits = predict(model, data.test_x, settings.eval_batch_size, device, channels_last=settings.channels_last)
+        cl, workers = settings.channels_last, settings.num_workers
+        logits = predict(model, data.test_x, settings.eval_batch_size, device, channels_last=cl, num_workers=workers)
     example = data.test_x[:1].to(device).float().div(255)
     return {
         "test_acc": round(topk_accuracy(logits, data.test_y), 6),

@@ -107,16 +107,21 @@ def teacher_cache(
         log.info("teacher cache hit: %s (%d view(s)); the teacher is not run during training", entry.path, views)
         backend = None
     info = {"used": True, "status": "built" if entry.built else "hit", "built_with": backend, "views": views}
-    return CachedTeacher(entry).to(device), _views(data, views, seed), {**info, "path": str(entry.path)}
+    return CachedTeacher(entry).to(device), _EpochViews(data, views, seed), {**info, "path": str(entry.path)}
 
 
-def _views(data: Splits, views: int, seed: int) -> Callable[[int], Any]:
+class _EpochViews:
     """``epoch -> images``: the view of the training images an epoch trains on, the one the entry holds
-    (drawn up front in memory; for streamed images, a :class:`TrainingView` its workers decode)."""
-    x, augment = data.train_x, data.augment
-    if isinstance(x, LazyImages):
-        return lambda epoch: x.view(epoch % views, seed) if augment == STREAMED else x
-    return lambda epoch: make_view(x, augment, epoch % views, seed)
+    (drawn up front in memory; for streamed images, a :class:`TrainingView` the workers decode). A
+    class, not a closure: the batch loader travels to worker processes, pickled under spawn."""
+
+    def __init__(self, data: Splits, views: int, seed: int) -> None:
+        self.x, self.augment, self.views, self.seed = data.train_x, data.augment, views, seed
+
+    def __call__(self, epoch: int) -> Any:
+        if isinstance(self.x, LazyImages):
+            return self.x.view(epoch % self.views, self.seed) if self.augment == STREAMED else self.x
+        return make_view(self.x, self.augment, epoch % self.views, self.seed)
 
 
 def _tap_once(teacher: nn.Module, names: list[str], example: torch.Tensor) -> list[torch.Tensor]:

@@ -57,15 +57,22 @@ def test_paths_are_relative_to_the_list_labels_are_names_and_integers_sort_as_nu
     data = filelist(str(lists / "train.csv"), str(lists / "val.csv"), image_size=8)
     assert data.classes == ["cat", "dog house"] and (len(data.train_y), len(data.val_y)) == (9, 1)
     numbered = tmp_path / "numbered.csv"
-    numbered.write_text("".join(f"{images[i]},{label}\n" for i, label in enumerate(["10", "2", "-1", "2"])))
-    assert filelist(str(numbered), str(numbered), image_size=8).classes == ["-1", "2", "10"]
+    numbered.write_text("".join(f"{images[i]},{label}\n" for i, label in enumerate(["10", "2", "-1", "02"])))
+    assert filelist(str(numbered), str(numbered), image_size=8).classes == ["-1", "02", "2", "10"]
+    numbered.write_text(f"{images[0]},2\n{images[1]},\u00b2\n")  # a superscript two is no integer: by text
+    assert filelist(str(numbered), str(numbered), image_size=8).classes == ["2", "\u00b2"]
+    # a spreadsheet's UTF-8 CSV (a byte-order mark first), and two lists joined (the header twice)
+    joined = tmp_path / "joined.csv"
+    joined.write_bytes(b"\xef\xbb\xbf" + f"path,label\n{images[0]},a\npath,label\n{images[1]},b\n".encode())
+    assert filelist(str(joined), str(joined), image_size=8).classes == ["a", "b"]
 
 
 def test_every_problem_is_one_line_naming_the_list_and_line(folder, tmp_path):
     train = _lists(folder)["train"]
     cases = {
-        "missing.csv": ("train/0/nope.jpg,0\n", r"1 listed file\(s\) missing: .*missing.csv:1: .*nope.jpg does not"),
-        "short.csv": ("path,label\ntrain/0/x.jpg\n", r"short.csv:2: expected path,label, got 'train/0/x.jpg'"),
+        "missing.csv": ("train/0/nope.jpg,0\n", r"missing: .*missing.csv: record 1: .*nope.jpg does not"),
+        "short.csv": ("path,label\ntrain/0/x.jpg\n", r"short.csv: record 2: expected path,label, got 'train/0/x.jpg'"),
+        "windows.csv": ("train\\0\\x.jpg,0\n", r"x.jpg does not exist \(write paths with /\)"),
         "empty.csv": ("path,label\n", "dataset.val=.*empty.csv lists no images"),
         "other.csv": (f"{sorted((folder / 'val' / '3').iterdir())[0]},three\n",
                       "has labels the training list lacks: three"),
@@ -75,6 +82,9 @@ def test_every_problem_is_one_line_naming_the_list_and_line(folder, tmp_path):
         (tmp_path / "train").mkdir(exist_ok=True)
         with pytest.raises(UserError, match=needle):
             filelist(train, str(tmp_path / name), image_size=8)
+    (tmp_path / "latin1.csv").write_bytes("train/0/caf\xe9.jpg,0\n".encode("cp1252"))
+    with pytest.raises(UserError, match=r"dataset.val=.*latin1.csv is not a UTF-8 CSV of path,label lines"):
+        filelist(train, str(tmp_path / "latin1.csv"), image_size=8)
     with pytest.raises(UserError, match=r"dataset.train=.*absent.csv is not a file"):
         filelist(str(tmp_path / "absent.csv"), train, image_size=8)
 

@@ -257,8 +257,27 @@ def test_streamed_images_are_predicted_in_workers_in_cpu_sized_batches_with_the_
     lazy = LazyImages(files.files * 4, files.labels.tolist() * 4, 24)  # 80 images: decoded in workers
     torch.manual_seed(0)
     model = build_model("lenet5", 10, 3, (24, 24), (0.5,) * 3, (0.25,) * 3)
-    streamed = predict(model, lazy, batch_size=512)
+    streamed = predict(model, lazy, batch_size=512, num_workers=2)
     torch.testing.assert_close(streamed, predict(model, held.train_x.repeat(4, 1, 1, 1), batch_size=7))
     assert eval_batch(512, torch.zeros(1, 3, 224, 224), "cpu") == 32 == max(32, CPU_EVAL_PIXELS // 224**2)
     assert eval_batch(512, torch.zeros(1, 3, 64, 64), "cpu") == 128 and eval_batch(512, lazy, "cpu") == 512
     assert eval_batch(512, torch.zeros(1, 3, 224, 224), "cuda") == 512 and eval_batch(16, lazy, "cpu") == 16
+
+
+def test_a_cache_build_meeting_a_bad_file_in_a_worker_says_one_line_and_epoch_views_pickle(folder, tmp_path):
+    import pickle
+    from types import SimpleNamespace
+
+    from distill.data.streaming import STREAMED, LazyImages
+    from distill.engine.cache.keys import view_batches
+    from distill.teachers.cached import _EpochViews
+
+    good = sorted((folder / "train").rglob("*.jpg"))[0]
+    bad = tmp_path / "cut.jpg"
+    bad.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    lazy = LazyImages([good, bad], [0, 0], 16)
+    with pytest.raises(UserError) as raised:
+        list(view_batches(lazy, STREAMED, 0, 0, batch_size=2, num_workers=1))
+    assert "\n" not in str(raised.value) and str(raised.value).startswith(f"cannot decode image {bad}")
+    views = pickle.loads(pickle.dumps(_EpochViews(SimpleNamespace(train_x=lazy, augment=STREAMED), 2, 5)))  # spawn
+    assert torch.equal(views(3)[[0]], lazy.train_batch([0], view=1, seed=5))

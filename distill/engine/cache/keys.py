@@ -20,6 +20,8 @@ from distill.data import augment as augment_module
 from distill.data import streaming as streaming_module
 from distill.data.augment import augment_batch
 from distill.data.streaming import STREAMED, LazyImages
+from distill.engine.batches import worker_error
+from distill.errors import UserError
 
 log = logging.getLogger("distill.engine.cache")
 
@@ -87,7 +89,10 @@ def view_batches(x: torch.Tensor | LazyImages, augment: str, k: int, seed: int, 
     images = x.view(k, seed) if augment == STREAMED else x
     # its own generator: the workers' seeds are not drawn from torch's global one, which seeds the student
     loader = DataLoader(images, batch_size=batch_size, num_workers=num_workers, generator=torch.Generator())
-    yield from loader
+    try:
+        yield from loader
+    except UserError as e:  # an unreadable file met in a worker: one line naming it
+        raise worker_error(e) from None
 
 
 def augment_code() -> str:
@@ -114,6 +119,7 @@ class CacheKey:
     precision: str = "32"
     distill_version: str = distill.__version__
     torch_version: str = str(torch.__version__)
+    image_libraries: str = field(default_factory=lambda: image_libraries())
     augment_code: str = field(default_factory=augment_code)
     version: int = FORMAT_VERSION
 
@@ -121,9 +127,19 @@ class CacheKey:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:24]
 
 
+def image_libraries() -> str:
+    """The versions of what decodes and augments streamed images (Pillow's decoders and resampling,
+    torchvision's RandAugment): other versions may draw other pixels."""
+    import PIL
+    import torchvision
+
+    return f"pillow {PIL.__version__}, torchvision {torchvision.__version__}"
+
+
 def key_drift(key: dict[str, Any]) -> str | None:
     """How this install differs from the one that built an entry with ``key`` (None: it does not)."""
     now = {"distill_version": distill.__version__, "torch_version": str(torch.__version__)}
+    now["image_libraries"] = image_libraries()
     now["augment_code"] = augment_code()
     for name, value in now.items():
         if key.get(name) != value:
