@@ -21,6 +21,19 @@ ONE_EPOCH = ["trainer.epochs=1", *FAST]
 DIGITS = ["dataset=digits", *FAST]
 
 
+def write_image_folder(root: Path, images: int, seed: int) -> Path:
+    """A realistic image folder (scripts/make_image_folder.py: photographs with a digit pasted on,
+    non-square JPEGs of 256-500 px, train/val/test and their CSV lists) of ``images`` images."""
+    import importlib.util
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "make_image_folder.py"
+    spec = importlib.util.spec_from_file_location("make_image_folder", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.write(root, images, seed=seed, source="digits")
+    return root
+
+
 def outputs_root(tmp_path: Path) -> str:
     """The override that puts a test's runs under ``tmp_path/outputs``."""
     return f"paths.root={tmp_path / 'outputs'}"

@@ -290,7 +290,8 @@ def test_a_path_hydra_reads_only_quoted_gets_the_quoting_that_works(tmp_path, na
 def test_the_suggested_quoting_trains_and_spaces_need_none(tmp_path):
     root = _image_folder(tmp_path / "fotos_ü")
     out = tmp_path / "outputs"
-    fast = ["teacher=mlp", "trainer.epochs=1", "trainer.progress=off", "trainer.threads=2", f"paths.root={out}"]
+    fast = ["teacher=mlp", "trainer.epochs=1", "trainer.progress=off", "trainer.threads=2", f"paths.root={out}",
+            "dataset.image_size=16"]  # fmt: skip
     result = run_cli("teacher", "dataset=imagefolder", f'dataset.root="{root}"', *fast, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert len(list(out.rglob("summary.json"))) == 1

@@ -1,27 +1,22 @@
-"""A run on a realistic image folder (scripts/make_image_folder.py) with an unreadable file in it:
-refused by default, trained without it under dataset.on_bad_image=skip, which summary.json records."""
+"""Runs on a realistic image folder (scripts/make_image_folder.py) with an unreadable file in it: refused
+by default and skipped on request; streamed runs that resume exactly after kill -9 and train the same
+in worker processes; the teacher cache built on streamed views and read back; model.json's
+preprocessing reproducing test_acc with PIL, numpy and onnxruntime alone."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
 
 from distill import api
 from distill.errors import UserError
-from tests.conftest import ONE_EPOCH, outputs_root
-
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "make_image_folder.py"
+from tests.conftest import ONE_EPOCH, outputs_root, write_image_folder
 
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory) -> Path:
-    spec = importlib.util.spec_from_file_location("make_image_folder", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    root = tmp_path_factory.mktemp("photos")
-    module.write(root, 40, seed=0, source="digits")
+    root = write_image_folder(tmp_path_factory.mktemp("photos"), 40, seed=0)
     (root / "train" / "3" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not the rest of a JPEG")
     return root
 
@@ -90,6 +85,7 @@ def test_a_streamed_run_trains_the_same_in_worker_processes(folder, tmp_path):
     assert runs[0]["test_acc"] == runs[1]["test_acc"] and runs[0]["skipped_images"]["count"] == 1
 
 
+@pytest.mark.slow  # the cache's rows against the live teacher are checked in the default suite (test_streaming_images)
 def test_a_streamed_kd_run_builds_the_teacher_cache_in_workers_and_the_next_run_reads_it(folder, tmp_path):
     data = ["dataset=imagefolder", f"dataset.root={folder}", "dataset.image_size=16", "dataset.in_memory=false",
             "dataset.on_bad_image=skip", outputs_root(tmp_path)]  # fmt: skip

@@ -3,7 +3,6 @@ folder of the same files is, and one line naming the list and line for every pro
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 from pathlib import Path
@@ -15,18 +14,12 @@ from distill.data.filelist import filelist
 from distill.data.imagefolder import imagefolder
 from distill.data.streaming import LazyImages
 from distill.errors import UserError
-
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "make_image_folder.py"
+from tests.conftest import write_image_folder
 
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory) -> Path:
-    spec = importlib.util.spec_from_file_location("make_image_folder", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    root = tmp_path_factory.mktemp("photos")
-    module.write(root, 40, seed=2, source="digits")
-    return root
+    return write_image_folder(tmp_path_factory.mktemp("photos"), 40, seed=2)
 
 
 def _lists(root: Path) -> dict[str, str]:

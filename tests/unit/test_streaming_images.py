@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader
 
 from distill.data.streaming import RATIO, SCALE, ImageFiles, crop_box, eval_size
 from distill.errors import UserError
+from tests.conftest import write_image_folder
 
 
 @pytest.fixture(scope="module")
@@ -105,15 +106,7 @@ def test_an_unreadable_file_is_one_line_naming_it(tmp_path, files):
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory) -> Path:
-    import importlib.util
-
-    script = Path(__file__).resolve().parents[2] / "scripts" / "make_image_folder.py"
-    spec = importlib.util.spec_from_file_location("make_image_folder", script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    root = tmp_path_factory.mktemp("photos")
-    module.write(root, 40, seed=1, source="digits")
-    return root
+    return write_image_folder(tmp_path_factory.mktemp("photos"), 40, seed=1)
 
 
 def test_in_memory_and_streamed_folders_give_the_same_classes_splits_and_evaluation(folder, caplog):
