@@ -7,14 +7,16 @@ when ``--folder`` is not given), decode, draw a random resized crop and a flip, 
 tensors in the same ``DataLoader`` settings (workers, persistent, shuffled). torchvision's is the
 pipeline its docs show: ``ImageFolder`` (PIL decoding) with ``transforms.v2`` (RandomResizedCrop,
 RandomHorizontalFlip on the PIL image, then PILToTensor). distill's is
-:class:`distill.data.streaming.ImageFiles` (``torchvision.io`` decoding, per-sample seeded crops).
+:class:`distill.data.streaming.ImageFiles` (PIL decoding, per-sample seeded crops).
 Each pipeline runs a warm-up epoch, then ``--epochs`` timed epochs; the ratio is measured in this
 one run, on this machine (its CPU is printed).
 
-Measured on a 2-core AMD EPYC (AVX-512), 2 workers, 224 px, 2026-12-03: folders of 256-500 px JPEGs,
-1,000 images (800 train) 1.10x and 1.06x in two runs, 4,000 images 1.02x (PIL decodes both; the crop
-and resize are one PIL call here, two in torchvision's); 2,000-3,000 px JPEGs (a phone's photos,
-``make_image_folder.py --sides 2000 3000``) 2.99x, from decoding at a reduced JPEG scale.
+Measured on a 2-core AMD EPYC (AVX-512), 2 workers, 224 px, 2026-12-03, folders of 256-500 px JPEGs:
+1,000 images (800 train) 1.10x and 1.06x, 4,000 images 1.02x; later the same day, 500 images (400 train)
+1.02x, 2,000 images (1,600 train) 0.97x, 0.99x, 1.02x; after ``_tensor`` stopped copying the pixels
+twice, 1.04x and 1.05x, 0.99x: parity within the run-to-run noise (about 3%), as PIL decodes both.
+2,000-3,000 px JPEGs (a phone's photos, ``make_image_folder.py --sides 2000 3000``) 2.99x, from
+decoding at a reduced JPEG scale.
 """
 
 from __future__ import annotations

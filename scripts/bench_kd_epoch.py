@@ -19,6 +19,11 @@ The figure is seconds per training epoch (distill's ``epoch_s``, the hand loop's
 first epoch of each is a warm-up and not counted). With ``--folder4`` (the same kind of folder, 4x
 the images), the peak RSS of a streamed distill run on each folder is measured too (the run's
 process, ``ru_maxrss``). Ratios are measured in this one run, on this machine (its CPU is printed).
+
+Measured on a 2-core AMD EPYC (AVX-512 with bf16), 2026-12-03, resnet50 -> mobilenet_v3_small at
+224 px, 400 training images: the hand loop 66.8 s/epoch (6.0 images/s), distill reading the cache
+5.6 s/epoch (0.08x), the run that built it 7.6 s/epoch (0.11x; 126 s in all for its 2 epochs with
+the build, the hand loop 134 s); peak RSS 2,513 MB at 400 and at 1,600 images (1.00x).
 """
 
 from __future__ import annotations

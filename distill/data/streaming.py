@@ -209,9 +209,10 @@ class ImageFiles(Dataset):
 
 
 def _tensor(img) -> torch.Tensor:
-    """A PIL image as a uint8 (channels, H, W) tensor."""
-    arr = np.asarray(img, dtype=np.uint8)
-    return torch.from_numpy(arr[None].copy() if arr.ndim == 2 else arr.transpose(2, 0, 1).copy())
+    """A PIL image as a uint8 (channels, H, W) tensor: one copy of the pixels, seen channels-first (the
+    batch's stack makes it contiguous, as torchvision's PILToTensor leaves it to the collate)."""
+    arr = torch.from_numpy(np.array(img, dtype=np.uint8))
+    return arr[None] if arr.ndim == 2 else arr.permute(2, 0, 1)
 
 
 # The augmentation name a streaming split carries (Splits.augment): its training recipe is drawn per
