@@ -105,6 +105,15 @@ def augment_code() -> str:
     return hashlib.sha256(source.encode()).hexdigest()[:12]
 
 
+def image_libraries() -> str:
+    """The versions of what decodes and augments streamed images (Pillow's decoders and resampling,
+    torchvision's RandAugment): other versions may draw other pixels."""
+    import PIL
+    import torchvision
+
+    return f"pillow {PIL.__version__}, torchvision {torchvision.__version__}"
+
+
 @dataclass
 class CacheKey:
     """Everything the cached outputs depend on."""
@@ -119,21 +128,12 @@ class CacheKey:
     precision: str = "32"
     distill_version: str = distill.__version__
     torch_version: str = str(torch.__version__)
-    image_libraries: str = field(default_factory=lambda: image_libraries())
+    image_libraries: str = field(default_factory=image_libraries)
     augment_code: str = field(default_factory=augment_code)
     version: int = FORMAT_VERSION
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:24]
-
-
-def image_libraries() -> str:
-    """The versions of what decodes and augments streamed images (Pillow's decoders and resampling,
-    torchvision's RandAugment): other versions may draw other pixels."""
-    import PIL
-    import torchvision
-
-    return f"pillow {PIL.__version__}, torchvision {torchvision.__version__}"
 
 
 def key_drift(key: dict[str, Any]) -> str | None:
