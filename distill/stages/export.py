@@ -110,7 +110,8 @@ _IMAGE_FILES = ("distill.data.imagefolder.imagefolder", "distill.data.filelist.f
 
 def _preprocessing(config: dict, spec) -> dict:
     """How an image becomes the graph's input, as the run's evaluation made it."""
-    dataset = config.get("dataset", {}) if isinstance(config, dict) else {}
+    dataset = config.get("dataset") if isinstance(config, dict) else None  # read from the weights file: data
+    dataset = dataset if isinstance(dataset, dict) else {}
     if dataset.get("_target_") in _IMAGE_FILES:
         return eval_recipe(int(spec.image_size[0]), int(spec.in_channels))
     name = str(dataset.get("_target_", "?")).rsplit(".", 1)[-1]
