@@ -13,3 +13,11 @@ def config_dir() -> str:
     if packaged.is_dir():
         return str(packaged)
     return str(Path(__file__).resolve().parent.parent / "conf")
+
+
+def load(run: str | Path):
+    """The model a run trained, in eval mode, its preprocessing inside: see :func:`distill.api.load`
+    (the package's public entry point; the API itself lives in the top layer)."""
+    from distill.api import load as load_run
+
+    return load_run(run)

@@ -71,3 +71,19 @@ def run(stage: str, overrides: list[str] | tuple[str, ...] = (), config_dir: str
         return module.run(cfg)
     finally:
         API_OVERRIDES.reset(token)
+
+
+def load(run: str | Path):
+    """The model a run trained (its best weights; a run folder or a weights file), in eval mode.
+
+    It takes float NCHW images in [0, 1] and carries its preprocessing (normalisation, channel
+    repetition, resizing) inside; ``classes`` names its outputs in order and ``input_shape`` is the
+    (channels, height, width) it was trained on. For the network alone, in its own library's form,
+    see ``model.safetensors`` written by ``distill export``. Also ``distill.load``.
+    """
+    from distill.engine.checkpoint import load_model
+
+    model, spec, _, _ = load_model(run)
+    model.classes = list(spec.classes)
+    model.input_shape = (spec.in_channels, *spec.image_size)
+    return model

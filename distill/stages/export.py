@@ -24,6 +24,7 @@ from distill.engine.loggers import log_artifact_to
 from distill.engine.runs import RunDir, read_json, write_json
 from distill.engine.tables import console, print_table
 from distill.errors import UserError
+from distill.export.bare import bare_metadata, write_bare
 from distill.export.onnx import check_onnx, export_onnx
 from distill.export.quantize import ort_accuracy, ort_latency_ms, quantize_static_int8
 from distill.stages.eval import load_split
@@ -86,19 +87,23 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "check": {"images": len(images), "max_abs_diff": diff, "tolerance": cfg.tolerance},
     }
     meta_path = out.with_name("model.json") if out.name == "model.onnx" else out.with_suffix(".json")
+    bare = write_bare(model, spec, out.with_suffix(".safetensors"))
+    meta["bare_network"] = {"file": bare.name, **{k: v for k, v in bare_metadata(model, spec).items() if k != "input"}}
     write_json(meta_path, meta)
     console.print(
         f"onnxruntime check on {len(images)} test images: max abs diff {diff:.2e} "
         f"(tolerance {cfg.tolerance:g}) [green]OK[/green]"
     )
-    console.print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB) and {meta_path}")
+    console.print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB), {meta_path} and {bare} (the network alone: "
+                  f"{meta['bare_network']['build']}.load_state_dict(...))")  # fmt: skip
     result = {"stage": "export", "onnx": str(out), "model_json": str(meta_path), "max_abs_diff": diff}
+    result["bare_network"] = str(bare)
     if cfg.get("quantize") == "int8":
         result["int8"] = _int8(cfg, out, (config, weights), run_dir, spec.name)
         meta["int8"] = result["int8"]
         write_json(meta_path, meta)
     # the run logged to MLflow: its ONNX files join its artifacts
-    exported = [out, meta_path, *([Path(result["int8"]["path"])] if "int8" in result else [])]
+    exported = [out, meta_path, bare, *([Path(result["int8"]["path"])] if "int8" in result else [])]
     if all(log_artifact_to(RunDir(run_dir).summary, p) for p in exported if p.is_file()):
         result["mlflow_artifacts"] = [p.name for p in exported if p.is_file()]
     return result
