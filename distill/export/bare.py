@@ -33,8 +33,11 @@ def _library(model: Classifier, spec: ModelSpec) -> tuple[str, str]:
         return "timm", f"timm.create_model({spec.name[len(TIMM_PREFIX) :]!r}, num_classes={n}, in_chans={c}{extra})"
     if library == "torchvision":
         if spec.name.startswith(_EXACT_SIZE_PREFIXES) and "image_size" not in spec.kwargs:  # built for its size
-            extra = f", image_size={model.net_size[0]}{extra}"
+            extra = f", image_size={(model.net_size or spec.image_size)[0]}{extra}"
         return "torchvision", f"torchvision.models.get_model({spec.name!r}, num_classes={n}{extra})"
+    if spec.name not in ZOO:  # not one of the builders distill knows: the class, for the user to call
+        cls = type(model.net)
+        return library, f"{cls.__module__}.{cls.__qualname__}(...)"
     fn = ZOO[spec.name][0]
     native = f", image_size={tuple(spec.image_size)}" if ZOO[spec.name][1] is None else ""
     return "distill", f"{fn.__module__}.{fn.__name__}(num_classes={n}, in_channels={c}{native}{extra})"
