@@ -12,7 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from distill import config_dir
 from distill.data.augment import AUGMENTS, MIXES
-from distill.data.streaming import POLICIES
+from distill.data.streaming import IN_MEMORY, ON_BAD_IMAGE, POLICIES
 from distill.engine.teacher_backend import BACKENDS
 from distill.errors import UserError, closest, first_line
 from distill.losses.base import Method
@@ -139,8 +139,8 @@ def check_training(cfg: DictConfig, errors: list[str], model_keys: tuple[str, ..
         check_number(cfg, "dataset.val_fraction", errors, lo=0, hi=0.9, lo_open=True)
     # image-folder settings, refused before a run folder exists (the loader checks them again)
     if "on_bad_image" in cfg.dataset:
-        check_choice(cfg, "dataset.on_bad_image", ("error", "skip"), errors)
-    if "in_memory" in cfg.dataset and str(cfg.dataset.in_memory).lower() not in ("auto", "true", "false"):
+        check_choice(cfg, "dataset.on_bad_image", ON_BAD_IMAGE, errors)
+    if "in_memory" in cfg.dataset and str(cfg.dataset.in_memory).lower() not in IN_MEMORY:
         errors.append(f"dataset.in_memory must be auto, true or false, got {cfg.dataset.in_memory!r}")
     if "memory_gb" in cfg.dataset:
         check_number(cfg, "dataset.memory_gb", errors, lo=0)

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from distill.data.base import make_splits
-from distill.data.streaming import POLICIES
+from distill.data.base import Splits, channel_stats, make_splits
+from distill.data.streaming import IN_MEMORY, ON_BAD_IMAGE, POLICIES, STREAMED, ImageFiles, LazyImages
 from distill.errors import UserError, closest
 
 log = logging.getLogger("distill")
@@ -120,8 +120,6 @@ def _decode(
     files: list[tuple[Path, int]], image_size: int, channels: int, on_bad_image: str, skipped: list[str]
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The images of one split; an unreadable one stops the run (``error``) or is added to ``skipped``."""
-    from distill.data.streaming import ImageFiles
-
     # decoded as the streaming path decodes its eval images: the same pixels whichever path runs
     reader = ImageFiles([p for p, _ in files], [y for _, y in files], image_size, channels)
     images, labels, problems = [], [], []
@@ -209,9 +207,9 @@ def check_options(channels: int, on_bad_image: str, in_memory: str | bool, memor
         raise UserError(f"dataset.memory_gb must be a number >= 0, got {memory_gb!r}")
     if policy not in POLICIES:
         raise UserError(f"dataset.policy must be one of {', '.join(POLICIES)}, got {policy!r}")
-    if on_bad_image not in ("error", "skip"):
+    if on_bad_image not in ON_BAD_IMAGE:
         raise UserError(f"dataset.on_bad_image must be error or skip, got {on_bad_image!r}")
-    if str(in_memory).lower() not in ("auto", "true", "false"):
+    if str(in_memory).lower() not in IN_MEMORY:
         raise UserError(f"dataset.in_memory must be auto, true or false, got {in_memory!r}")
 
 
@@ -290,8 +288,6 @@ def _streamed(
     """Splits whose images stay in their files (``LazyImages``); normalisation statistics from a
     sample of 256 training images. ``augment=none`` trains on the eval crops; any other, on random
     resized crops and flips (then ``policy``)."""
-    from distill.data.base import Splits, channel_stats
-    from distill.data.streaming import STREAMED, LazyImages
 
     train, val, test = (
         (LazyImages([p for p, _ in files], [y for _, y in files], image_size, channels, policy), _labels(files))
@@ -323,8 +319,6 @@ def _readable(
     """The files fit to stream; the others stop the run (``error``) or join ``skipped``. With ``error``
     only headers are read (a file whose pixels turn out unreadable stops the run when first read,
     naming it); with ``skip`` every file is decoded once, JPEGs at 1/8 scale, so none fails later."""
-    from distill.data.streaming import ImageFiles
-
     reader = ImageFiles([p for p, _ in files], [y for _, y in files], 1, channels)
     kept, problems = [], []
     for i, found in enumerate(files):
