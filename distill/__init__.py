@@ -15,9 +15,9 @@ def config_dir() -> str:
     return str(Path(__file__).resolve().parent.parent / "conf")
 
 
-def load(run: str | Path):
+def load(run: str | Path, trust_code: bool | str | list[str] = False):
     """The model a run trained, in eval mode, its preprocessing inside: see :func:`distill.api.load`
     (the package's public entry point; the API itself lives in the top layer)."""
     from distill.api import load as load_run
 
-    return load_run(run)
+    return load_run(run, trust_code=trust_code)

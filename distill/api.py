@@ -48,6 +48,7 @@ def run(stage: str, overrides: list[str] | tuple[str, ...] = (), config_dir: str
     from omegaconf.errors import OmegaConfBaseException
 
     from distill.config.overrides import compose_collecting, validate_all
+    from distill.models.user import trusting
 
     try:
         cfg, problems = compose_collecting(lambda o: compose(stage, o, config_dir), list(overrides))
@@ -68,22 +69,31 @@ def run(stage: str, overrides: list[str] | tuple[str, ...] = (), config_dir: str
     HydraConfig.instance().cfg = None
     token = API_OVERRIDES.set(tuple(overrides))
     try:
-        return module.run(cfg)
+        with trusting(cfg):
+            return module.run(cfg)
     finally:
         API_OVERRIDES.reset(token)
 
 
-def load(run: str | Path):
+def load(run: str | Path, trust_code: bool | str | list[str] = False):
     """The model a run trained (its best weights; a run folder or a weights file), in eval mode.
 
     It takes float NCHW images in [0, 1] and carries its preprocessing (normalisation, channel
     repetition, resizing) inside; ``classes`` names its outputs in order and ``input_shape`` is the
     (channels, height, width) it was trained on. For the network alone, in its own library's form,
     see ``model.safetensors`` written by ``distill export``. Also ``distill.load``.
+
+    Args:
+        trust_code: for a model built by the user's own code (``student._target_``), the dotted
+            path of that callable, named again (or a list of them), or True to import whatever the
+            file names; a file alone never chooses what code to import.
     """
     from distill.engine.checkpoint import load_model
+    from distill.models.user import trusting_targets
 
-    model, spec, _, _ = load_model(run)
+    named = () if isinstance(trust_code, bool) else (trust_code,) if isinstance(trust_code, str) else trust_code
+    with trusting_targets(tuple(str(t) for t in named), everything=trust_code is True):
+        model, spec, _, _ = load_model(run)
     model.classes = list(spec.classes)
     model.input_shape = (spec.in_channels, *spec.image_size)
     return model

@@ -63,8 +63,36 @@ def load_data(cfg: DictConfig) -> Splits:
 
 
 def model_name(node: DictConfig | dict) -> str:
-    """The registry name of a model node: ``name``, or ``timm/<name>`` for ``source: timm``."""
-    return f"{TIMM_PREFIX}{node['name']}" if node.get("source") == "timm" else str(node["name"])
+    """The registry name of a model node: ``name``, ``timm/<name>`` for ``source: timm``, or the user's
+    ``_target_`` (a dotted path) when it is set."""
+    if node.get("_target_") is not None:
+        return str(node["_target_"])
+    timm = _timm_record(node)  # timm: the plain name a weights file records (never hf-hub:)
+    return f"{TIMM_PREFIX}{timm[0]}" if timm is not None else str(node["name"])
+
+
+def _timm_record(node: DictConfig | dict) -> tuple[str, dict[str, Any], str | None] | None:
+    """A ``source: timm`` node's recorded name, arguments and initial weights (None for other nodes);
+    see :func:`distill.models.timm_models.timm_record`."""
+    if node.get("_target_") is not None or node.get("source") != "timm":
+        return None
+    from distill.models.timm_models import timm_record
+
+    kwargs = plain_value(node.get("kwargs")) or {}
+    return timm_record(str(node["name"]), kwargs, node.get("pretrained"), node.get("weights"))
+
+
+def model_kwargs(node: DictConfig | dict) -> dict[str, Any]:
+    """A model node's constructor arguments (an ``hf-hub:`` timm model's config.json ``model_args`` first)."""
+    timm = _timm_record(node)
+    return timm[1] if timm is not None else plain_value(node.get("kwargs")) or {}
+
+
+def model_weights(node: DictConfig | dict) -> str | None:
+    """A model node's initial weights: ``weights`` (torchvision's by name, a local file for timm), or
+    ``pretrained:<name>`` for a timm model with ``pretrained: true`` or an ``hf-hub:`` name."""
+    timm = _timm_record(node)
+    return timm[2] if timm is not None else node.get("weights")
 
 
 def model_spec(node: DictConfig | dict, data: Splits) -> ModelSpec:
@@ -76,13 +104,13 @@ def model_spec(node: DictConfig | dict, data: Splits) -> ModelSpec:
         mean=list(data.mean),
         std=list(data.std),
         classes=list(data.classes),
-        kwargs=plain_value(node.get("kwargs")) or {},
+        kwargs=model_kwargs(node),
     )
 
 
 def model_key(node: DictConfig) -> dict[str, Any]:
     """What identifies a trained model's recipe: architecture, its arguments and its initial weights."""
-    return {"name": model_name(node), "kwargs": plain_value(node.get("kwargs")) or {}, "weights": node.get("weights")}
+    return {"name": model_name(node), "kwargs": model_kwargs(node), "weights": model_weights(node)}
 
 
 def as_list(value: Any) -> list[str]:

@@ -3,6 +3,7 @@ all in one line, before anything runs or any folder is made."""
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -149,6 +150,9 @@ def check_training(cfg: DictConfig, errors: list[str], model_keys: tuple[str, ..
     models = available_models()
     for key in model_keys:
         name = OmegaConf.select(cfg, f"{key}.name")
+        if OmegaConf.select(cfg, f"{key}._target_") is not None:
+            errors.extend(target_problems(cfg[key], key))
+            continue
         if OmegaConf.select(cfg, f"{key}.source") == "timm":
             check_path(OmegaConf.select(cfg, f"{key}.weights"), f"{key}.weights", errors, folder_ok=False)
             continue  # timm names are checked when the model is built
@@ -157,6 +161,36 @@ def check_training(cfg: DictConfig, errors: list[str], model_keys: tuple[str, ..
                 f"{key}.name={name!r} is not a known model{closest(str(name), models)}; "
                 f"pick {key}=<torchvision name> or one of the conf/{key}/ files"
             )
+
+
+def target_problems(node: DictConfig, role: str) -> list[str]:
+    """What is wrong with a model node's ``_target_`` (the user's own network): a dotted path that
+    imports to a callable taking the node's kwargs. The user named it, so it is imported here."""
+    from distill.models.user import call_arguments, is_target, resolve
+
+    target = str(node._target_)
+    if not is_target(target):
+        return [f"{role}._target_={target!r} must be the dotted path of a callable, e.g. mypkg.models.make_net"]
+    kwargs = plain_value(node.get("kwargs")) or {}
+    try:
+        fn = resolve(target)
+        call_arguments(fn, target, {}, kwargs)  # refuses kwargs that the dataset gives
+    except UserError as e:
+        return [f"{role}._target_: {e}"]
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return []
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return []
+    unknown = [k for k in kwargs if k not in params]
+    if not unknown:
+        return []
+    shipped = f" (the kwargs of {role}={node.name})" if node.get("name") not in (None, "custom") else ""
+    return [
+        f"{target} takes no argument {', '.join(unknown)}{shipped}; start from {role}=custom: "
+        f"{role}=custom {role}._target_={target}"
+    ]
 
 
 def check_distill(cfg: DictConfig, errors: list[str]) -> None:

@@ -56,9 +56,11 @@ def hydra_entry(stage: str, run_fn: Any, metric: str | None = None) -> Any:
     @hydra.main(config_path=config_dir(), config_name=stage, version_base="1.3")
     def main(cfg: DictConfig) -> Any:
         from distill.engine.state import Interrupted
+        from distill.models.user import trusting
 
         try:
-            summary = run_fn(cfg)
+            with trusting(cfg):
+                summary = run_fn(cfg)
         except Diverged as e:
             from hydra.core.hydra_config import HydraConfig
             from hydra.types import RunMode

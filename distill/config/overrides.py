@@ -169,9 +169,11 @@ def compose_collecting(compose: Any, overrides: list[str]) -> tuple[Any, list[st
 def validate_all(validate: Any, cfg: Any, problems: list[str]) -> None:
     """Runs a stage's checks and raises one UserError with ``problems`` (the composition's) and theirs."""
     from distill.errors import UserError
+    from distill.models.user import trusting
 
     try:
-        validate(cfg)
+        with trusting(cfg):  # weights files the checks open may name the user's own code
+            validate(cfg)
     except UserError as e:
         problems = [*problems, str(e)]
     if problems:

@@ -24,6 +24,7 @@ from distill.engine.runs import RunDir
 from distill.errors import UserError
 from distill.io import atomic_write
 from distill.models.spec import ModelSpec, build_loaded, check_buildable, spec_problem
+from distill.models.user import check_trusted, is_target
 
 FORMAT = "distill-weights"
 FORMAT_VERSION = "1"
@@ -142,6 +143,8 @@ def spec_of(meta: dict[str, str], path: Path) -> ModelSpec | None:
     problem = spec_problem(spec)
     if problem:
         raise UserError(f"{path}: model.{problem}")
+    if is_target(spec.name):  # a file names code outside distill: imported only on the user's word
+        check_trusted(spec.name, path)
     return spec
 
 

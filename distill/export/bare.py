@@ -21,6 +21,7 @@ from safetensors.torch import save
 from distill.io import atomic_write
 from distill.models.registry import _EXACT_SIZE_PREFIXES, TIMM_PREFIX, ZOO, Classifier
 from distill.models.spec import ModelSpec
+from distill.models.user import build_call, is_target
 
 
 def _library(model: Classifier, spec: ModelSpec) -> tuple[str, str]:
@@ -35,6 +36,8 @@ def _library(model: Classifier, spec: ModelSpec) -> tuple[str, str]:
         if spec.name.startswith(_EXACT_SIZE_PREFIXES) and "image_size" not in spec.kwargs:  # built for its size
             extra = f", image_size={(model.net_size or spec.image_size)[0]}{extra}"
         return "torchvision", f"torchvision.models.get_model({spec.name!r}, num_classes={n}{extra})"
+    if is_target(spec.name):  # the user's own callable, with the arguments distill gave it
+        return library, build_call(spec.name, n, c, spec.image_size, spec.kwargs)
     if spec.name not in ZOO:  # not one of the builders distill knows: the class, for the user to call
         cls = type(model.net)
         return library, f"{cls.__module__}.{cls.__qualname__}(...)"

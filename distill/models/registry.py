@@ -17,7 +17,7 @@ import torchvision
 from torch import nn
 
 from distill.errors import UserError, closest
-from distill.models import cifar, small, vit
+from distill.models import cifar, small, user, vit
 
 # Our own architectures: name -> (constructor, input size it is built for, or None for native).
 # The constructors take num_classes and in_channels (those built at native size also image_size).
@@ -147,14 +147,17 @@ def build_model(
     """Builds ``name`` for a dataset of ``num_classes`` classes and ``in_channels`` x ``image_size`` images.
 
     Args:
-        name: a torchvision classification model name, one of :data:`ZOO`, or ``timm/<name>``
-            (needs the ``timm`` extra).
+        name: a torchvision classification model name, one of :data:`ZOO`, ``timm/<name>``
+            (needs the ``timm`` extra), or the dotted path of a user's callable (:mod:`distill.models.user`).
         weights: torchvision pretrained weights by enum name (e.g. ``IMAGENET1K_V2``), or for timm
             models a local weights file; the head is replaced to fit ``num_classes``.
         kwargs: extra constructor arguments (e.g. ``hidden`` for ``mlp``).
     """
     kwargs = dict(kwargs or {})
     side = min(image_size)
+    if user.is_target(name):  # the user's own callable (student._target_=mypkg.models.make_net)
+        net, channels = user.build_user_net(name, num_classes, in_channels, tuple(image_size), kwargs)
+        return Classifier(net, mean, std, channels, None)
     if name.startswith(TIMM_PREFIX):
         from distill.models.timm_models import timm_net
 

@@ -17,6 +17,7 @@ from torch import nn
 
 from distill.errors import UserError
 from distill.models.registry import TIMM_PREFIX, available_models, build_model
+from distill.models.user import is_target
 
 
 @dataclass
@@ -51,8 +52,12 @@ def spec_problem(spec: ModelSpec) -> str | None:
     # a timm name is a plain model name: timm reads "hf-hub:org/repo" or "local-dir:/path" as places to
     # fetch a config from, which a file must not choose
     timm_name = isinstance(spec.name, str) and re.fullmatch(rf"{TIMM_PREFIX}[A-Za-z0-9_.\-]+", spec.name)
-    if not isinstance(spec.name, str) or not (spec.name in available_models() or timm_name):
-        return f"name={spec.name!r} is not a model distill knows (a torchvision or distill model, or timm/<name>)"
+    # a user's target is a well-formed dotted path here; importing it needs the user's word (check_trusted)
+    if not isinstance(spec.name, str) or not (spec.name in available_models() or timm_name or is_target(spec.name)):
+        return (
+            f"name={spec.name!r} is not a model distill knows (a torchvision or distill model, timm/<name>, "
+            "or a user's mypkg.module.callable)"
+        )
     sizes = {"num_classes": spec.num_classes, "in_channels": spec.in_channels}
     for key, value in sizes.items():
         if not _is_int(value) or value < 1:

@@ -25,6 +25,8 @@ def _register_models() -> None:
     shipped = yaml.safe_load((Path(config_dir()) / "models.yaml").read_text()) or {}  # data: names, kwargs
     nodes = {name: {"name": name, "kwargs": {}, "weights": None} for name in torchvision_models()}
     nodes.update(shipped)
+    # any model may be replaced by the user's own callable: student._target_=mypkg.models.make_net
+    nodes = {name: {"_target_": None, **node} for name, node in nodes.items()}
     cs = ConfigStore.instance()
     for group in ("teacher", "student"):
         have = {p.stem for p in (Path(config_dir()) / group).glob("*.yaml")}

@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
-from distill.config.adapters import plain_config
+from distill.config.adapters import model_name, plain_config
 from distill.config.entry import compose_stage, given_overrides
 from distill.engine.runs import RunDir, finished_runs, flatten, new_stamp
 from distill.errors import UserError
@@ -145,8 +145,8 @@ def run_folder(cfg: DictConfig, may_train: bool = True) -> Path:
     runs = reusable_for(cfg)
     if not runs:
         raise UserError(
-            f"no finished teacher run of {cfg.teacher.name} under {cfg.paths.root}/: under torchrun train it first "
-            "(torchrun ... -m distill teacher ...) or give teacher.checkpoint"
+            f"no finished teacher run of {model_name(cfg.teacher)} under {cfg.paths.root}/: under torchrun train it "
+            "first (torchrun ... -m distill teacher ...) or give teacher.checkpoint"
         )
     return runs[0][0]
 
@@ -170,7 +170,7 @@ def find_or_train(cfg: DictConfig) -> Path:
             log.warning(
                 "no finished teacher run of %s on %s with the teacher recipe under %s/: training it first "
                 "(later runs reuse it)",
-                cfg.teacher.name,
+                model_name(cfg.teacher),
                 str(cfg.dataset.get("_target_", "?")).rsplit(".", 1)[-1],
                 root,
             )

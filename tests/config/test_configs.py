@@ -34,6 +34,8 @@ def test_each_shipped_model_is_one_entry_for_both_roles(make_cfg):
     assert len(_options("student")) >= 13 and not (CONF / "student").exists()
     for name in _options("student"):
         extra = [f"teacher.name={name}x", f"student.name={name}x"] if name == "timm" else []  # name: ??? there
+        if name == "custom":  # _target_: ??? there
+            extra = [f"{role}._target_=distill.models.cifar.resnet8x4" for role in ("teacher", "student")]
         cfg = make_cfg("train", [f"teacher={name}", f"student={name}", *extra])
         teacher = dict(cfg.teacher)
         assert teacher.pop("checkpoint") is None and teacher == dict(cfg.student), name
@@ -45,6 +47,8 @@ def test_every_student_option_builds_for_digits(make_cfg, name):
     if name == "timm":  # any timm model by name, with the optional extra
         pytest.importorskip("timm")
         extra = ["student.name=resnet18"]
+    if name == "custom":  # the user's own callable, here one of distill's
+        extra = ["student._target_=distill.models.cifar.resnet8x4"]
     cfg = make_cfg("train", [f"student={name}", *extra])
     data = instantiate(cfg.dataset)
     model = build_from_spec(model_spec(cfg.student, data))
