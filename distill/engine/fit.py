@@ -16,7 +16,16 @@ from distill.data.base import Splits
 from distill.engine import distributed as dist
 from distill.engine.batches import BatchLoader
 from distill.engine.checkpoint import save_state, save_weights
-from distill.engine.loop import EpochStats, Running, Teachers, predict, recalibrate_bn, train_one_epoch
+from distill.engine.loop import (
+    EpochStats,
+    Running,
+    Teachers,
+    TrainedParts,
+    leaves_parts_out,
+    predict,
+    recalibrate_bn,
+    train_one_epoch,
+)
 from distill.engine.metrics import topk_accuracy
 from distill.engine.progress import EpochProgress
 from distill.engine.runs import RunDir
@@ -114,14 +123,17 @@ def fit(
     peers = teachers.models if teachers is not None and teachers.online else []
     trained = Trained(model, loss_fn, peers, optimizer, scheduler, scaler)
     main = dist.is_main()  # only rank 0 writes files under torchrun
-    params = [p for group in optimizer.param_groups for p in group["params"]]
     files = RunDir(run_dir)
     st = TrainState()
     if resume is not None:
         st = TrainState.restore(resume, trained, device)
         log.info("resuming at epoch %d, step %d of %d", st.epoch + 1, st.step, len(loader))
     start_epoch, start_step, running = st.epoch, st.step, st.running
-    dist.same_start(model, *peers, loss_fn)
+    # Under torchrun: DistributedDataParallel over everything the optimizer steps (starting from rank
+    # 0's weights); one process trains the plain module. Files are written from the unwrapped modules.
+    parts = dist.data_parallel(
+        TrainedParts(step_model, loss_fn, teachers, student_taps), leaves_parts_out(loss_fn, settings.epochs)
+    )
     # metrics.jsonl holds exactly the epochs the state has (a kill between the two writes is undone)
     if main:
         _write_metrics(files.metrics, st.rows)
@@ -163,7 +175,7 @@ def fit(
                 epoch=epoch,
                 start_step=first,
                 running=running if epoch == start_epoch else None,
-                after_backward=(lambda: dist.average_gradients(params)) if dist.world_size() > 1 else None,
+                parts=parts,
             )
             stats = _over_ranks(stats)
             scheduler.step()

@@ -123,6 +123,68 @@ class Teachers:
         return sum(F.cross_entropy(p.float(), y) for p in peer_logits)
 
 
+class TrainedParts(nn.Module):
+    """Everything a training step trains, as one module, and the step's forward pass.
+
+    It holds the student, the loss (a method's connectors, heads and memory banks) and the online
+    peers, and only them: frozen teachers and the student's taps are used, not held (no trained
+    parameters, no buffers to share). ``forward(x, y, ...)`` is the whole step from a batch to its
+    loss: the teachers, the student (its taps are forward hooks on its own layers, so they fire
+    inside), the loss with its method, and the peers' loss; it returns ``(loss, parts,
+    student_logits)``, the logits detached (they only count correct answers): DDP looks for the
+    parameters a step leaves out in the graph of what forward returns, which is then the loss's.
+    Under torchrun this module is what :func:`distill.engine.distributed.data_parallel` wraps: one
+    DistributedDataParallel forward covers every parameter the optimizer steps. ``student`` may be
+    a compiled module (the same parameters as the eager one); checkpoints are written from the eager
+    modules, never from this one, so their keys carry no prefix.
+    """
+
+    def __init__(
+        self,
+        student: nn.Module,
+        loss_fn: Callable,
+        teachers: Teachers | None = None,
+        student_taps: Taps | None = None,
+    ) -> None:
+        super().__init__()
+        self.student = student
+        self.loss_fn = loss_fn  # registered when a module (its method's parts), kept as is when a plain function
+        self.peers = nn.ModuleList(teachers.models if teachers is not None and teachers.online else [])
+        self.teachers, self.student_taps = teachers, student_taps
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        index: torch.Tensor | None = None,
+        y_soft: torch.Tensor | None = None,
+        epoch: int = 0,
+        precision: str = "32",
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
+        teachers = self.teachers
+        t_logits, t_feats, peers = teachers(x, index, x.device, precision) if teachers is not None else (None, [], None)
+        with autocast(x.device, precision):
+            s_logits = self.student(x)
+        s_feats = self.student_taps.take() if self.student_taps is not None else []
+        loss, parts = self.loss_fn(
+            s_logits, t_logits, y, s_feats=s_feats, t_feats=t_feats, index=index, epoch=epoch, y_soft=y_soft
+        )
+        if peers is not None:
+            peer_loss = teachers.peer_loss(peers, s_logits, y if y_soft is None else y_soft)
+            loss = loss + peer_loss
+            parts = {**parts, "peers": peer_loss.detach()}
+        return loss, parts, s_logits.detach()
+
+
+def leaves_parts_out(loss_fn: Callable, epochs: int) -> bool:
+    """Whether some training step of ``epochs`` leaves trained parameters out of the loss: a method
+    with a hint stage (two-stage FitNets: the student's head waits for the second stage, the
+    connectors stop after the first). Every other method uses all its parameters at every step."""
+    method = getattr(loss_fn, "method", None)
+    hint_only = getattr(method, "hint_only", None)
+    return hint_only is not None and getattr(loss_fn, "beta", 0) > 0 and any(hint_only(e) for e in range(epochs))
+
+
 def train_one_epoch(
     student: nn.Module,
     loss_fn: Callable,
@@ -138,7 +200,7 @@ def train_one_epoch(
     mix: tuple[str, float, int] | None = None,
     start_step: int = 0,
     running: Running | None = None,
-    after_backward: Callable[[], None] | None = None,
+    parts: nn.Module | None = None,
 ) -> EpochStats:
     """Trains ``student`` for one pass over ``loader``, from batch ``start_step`` on (a resumed epoch,
     whose sums so far are ``running``).
@@ -147,15 +209,15 @@ def train_one_epoch(
     ``(loss, parts)`` (see :class:`distill.losses.combined.DistillLoss`). The teachers see exactly
     the student's batch, augmented and (with ``mix = (kind, alpha, num_classes)``) mixed. A NaN or
     infinite loss stops the run with a :class:`Diverged` error naming the epoch and step, before the
-    step changes any weight. ``after_backward()`` runs between backward and the optimizer step
-    (gradient averaging across ranks); ``on_step(step, running)`` after every step.
+    step changes any weight. ``parts`` computes each step's loss: by default the
+    :class:`TrainedParts` of these arguments; under torchrun the same in DistributedDataParallel
+    (which averages the gradients over the ranks during backward). ``on_step(step, running)`` runs
+    after every step.
     """
-    student.train()
-    if isinstance(loss_fn, nn.Module):
-        loss_fn.train()
+    parts = parts if parts is not None else TrainedParts(student, loss_fn, teachers, student_taps)
+    parts.train()
     if teachers is not None:
         teachers.train(epoch)
-    device = loader.device
     running = running if running is not None else Running()
     tick = time.perf_counter()
     for step, batch in enumerate(loader.batches(start_step), start=start_step):
@@ -165,17 +227,7 @@ def train_one_epoch(
         if mix is not None:
             kind, alpha, num_classes = mix
             x, y_soft, y = mix_batch(x, y, num_classes, kind, alpha, loader.seed * 1_000_003 + epoch * 10_007 + step)
-        t_logits, t_feats, peers = teachers(x, index, device, precision) if teachers is not None else (None, [], None)
-        with autocast(device, precision):
-            s_logits = student(x)
-        s_feats = student_taps.take() if student_taps is not None else []
-        loss, parts = loss_fn(
-            s_logits, t_logits, y, s_feats=s_feats, t_feats=t_feats, index=index, epoch=epoch, y_soft=y_soft
-        )
-        if peers is not None:
-            peer_loss = teachers.peer_loss(peers, s_logits, y if y_soft is None else y_soft)
-            loss = loss + peer_loss
-            parts = {**parts, "peers": peer_loss.detach()}
+        loss, terms, s_logits = parts(x, y, index, y_soft, epoch, precision)
         loss_v = loss.item()
         if not math.isfinite(loss_v):
             raise Diverged(
@@ -185,17 +237,13 @@ def train_one_epoch(
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()
-            if after_backward is not None:
-                after_backward()
             scaler.step(optimizer)
             scaler.update()
         else:
             loss.backward()
-            if after_backward is not None:
-                after_backward()
             optimizer.step()
         correct = int((s_logits.argmax(1) == y).sum().item())
-        running.add(loss_v, correct, len(y), {k: v.item() for k, v in parts.items()})
+        running.add(loss_v, correct, len(y), {k: v.item() for k, v in terms.items()})
         now = time.perf_counter()
         running.seconds, tick = running.seconds + now - tick, now
         if on_step is not None:  # its time (progress, a mid-epoch checkpoint) counts in the next step's
