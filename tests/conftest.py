@@ -34,6 +34,21 @@ def write_image_folder(root: Path, images: int, seed: int) -> Path:
     return root
 
 
+def cached_torchvision_weights(tmp_path: Path, monkeypatch, weights, seed: int):
+    """A random network of ``weights``' architecture saved where torchvision finds ``weights`` offline
+    (torch's hub cache under a ``TORCH_HOME`` in ``tmp_path``); returns the network."""
+    import torch
+    import torchvision
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+    cached.parent.mkdir(parents=True)
+    torch.manual_seed(seed)
+    net = torchvision.models.get_model(type(weights).__name__.removesuffix("_Weights").lower())
+    torch.save(net.state_dict(), cached)
+    return net
+
+
 def outputs_root(tmp_path: Path) -> str:
     """The override that puts a test's runs under ``tmp_path/outputs``."""
     return f"paths.root={tmp_path / 'outputs'}"

@@ -22,7 +22,7 @@ from distill.errors import UserError
 from distill.io import atomic_write
 from distill.losses.combined import DistillLoss
 from distill.losses.kd import KDLoss
-from distill.models.registry import TIMM_PREFIX
+from distill.models.registry import HF_PREFIX, TIMM_PREFIX
 from distill.models.spec import ModelSpec
 
 log = logging.getLogger("distill")
@@ -67,6 +67,8 @@ def model_name(node: DictConfig | dict) -> str:
     ``_target_`` (a dotted path) when it is set."""
     if node.get("_target_") is not None:
         return str(node["_target_"])
+    if node.get("source") == "hf":
+        return f"{HF_PREFIX}{node['name']}"
     timm = _timm_record(node)  # timm: the plain name a weights file records (never hf-hub:)
     return f"{TIMM_PREFIX}{timm[0]}" if timm is not None else str(node["name"])
 
@@ -96,6 +98,11 @@ def model_weights(node: DictConfig | dict) -> str | None:
 
 
 def model_spec(node: DictConfig | dict, data: Splits) -> ModelSpec:
+    kwargs = model_kwargs(node)
+    if node.get("source") == "hf" and node.get("_target_") is None:  # the config, read once, goes with the model
+        from distill.models.hf_models import resolve
+
+        kwargs = {**kwargs, "config": resolve(str(node["name"]), list(data.classes))[0]}
     return ModelSpec(
         name=model_name(node),
         num_classes=data.num_classes,
@@ -104,7 +111,7 @@ def model_spec(node: DictConfig | dict, data: Splits) -> ModelSpec:
         mean=list(data.mean),
         std=list(data.std),
         classes=list(data.classes),
-        kwargs=model_kwargs(node),
+        kwargs=kwargs,
     )
 
 

@@ -93,10 +93,10 @@ def _check_writable(path: str, key: str, errors: list[str]) -> None:
         errors.append(f"{key}={path}: {p} is not a writable folder")
 
 
-def check_training(cfg: DictConfig, errors: list[str], model_keys: tuple[str, ...]) -> None:
+def check_training(cfg: DictConfig, errors: list[str], model_keys: tuple[str, ...], min_epochs: int = 1) -> None:
     """Validation shared by ``teacher`` and ``train``: trainer, optimizer, dataset, model names."""
     check_number(cfg, "seed", errors, lo=0, integer=True)
-    check_number(cfg, "trainer.epochs", errors, lo=1, integer=True)
+    check_number(cfg, "trainer.epochs", errors, lo=min_epochs, integer=True)
     check_number(cfg, "trainer.batch_size", errors, lo=1, integer=True)
     check_number(cfg, "trainer.eval_batch_size", errors, lo=1, integer=True)
     check_number(cfg, "trainer.num_workers", errors, lo=0, integer=True)
@@ -153,6 +153,9 @@ def check_training(cfg: DictConfig, errors: list[str], model_keys: tuple[str, ..
         if OmegaConf.select(cfg, f"{key}._target_") is not None:
             errors.extend(target_problems(cfg[key], key))
             continue
+        if OmegaConf.select(cfg, f"{key}.source") == "hf":
+            errors.extend(hf_problems(cfg[key], key))
+            continue
         if OmegaConf.select(cfg, f"{key}.source") == "timm":
             check_path(OmegaConf.select(cfg, f"{key}.weights"), f"{key}.weights", errors, folder_ok=False)
             continue  # timm names are checked when the model is built
@@ -161,6 +164,19 @@ def check_training(cfg: DictConfig, errors: list[str], model_keys: tuple[str, ..
                 f"{key}.name={name!r} is not a known model{closest(str(name), models)}; "
                 f"pick {key}=<torchvision name> or one of the conf/{key}/ files"
             )
+
+
+def hf_problems(node: DictConfig, role: str) -> list[str]:
+    """A Hugging Face model node: the extra installed and ``weights`` pretrained or null (its name is
+    read, with its config, when the model is built)."""
+    import importlib.util
+
+    problems = []
+    if importlib.util.find_spec("transformers") is None:
+        problems.append(f"{role}=hf needs the optional extra: pip install 'distill[hf]'")
+    if node.get("weights") not in (None, "pretrained"):
+        problems.append(f"{role}.weights must be pretrained or null for a Hugging Face model, got {node.weights!r}")
+    return problems
 
 
 def target_problems(node: DictConfig, role: str) -> list[str]:

@@ -61,14 +61,11 @@ def _check_black_box_file(cfg: DictConfig, errors: list[str]) -> None:
 
 
 def _check_timm_name(node: DictConfig, role: str, errors: list[str]) -> None:
-    try:
-        import timm
-    except ImportError:
-        errors.append(f"{role}=timm needs the optional extra: pip install 'distill[timm]'")
-        return
-    if not timm.is_model(str(node.name)):
-        names = timm.list_models(f"*{str(node.name)[:4]}*")[:8]
-        errors.append(f"{role}.name={node.name!r} is not a timm model{closest(str(node.name), names)}")
+    """A timm name (with its tag, or ``hf-hub:``) timm knows, and its pretrained weights when asked for."""
+    from distill.models.timm_models import node_problems
+
+    builds = role == "student" or node.get("checkpoint") is None  # a teacher's checkpoint needs no weights
+    errors.extend(node_problems(role, str(node.name), node.get("pretrained"), node.get("weights"), builds))
 
 
 def _check_layer_names(cfg: DictConfig, roles: tuple[str, ...], errors: list[str]) -> None:

@@ -9,6 +9,7 @@ about channels, sizes or normalisation, and the exported ONNX graph carries all 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -35,6 +36,8 @@ ZOO: dict[str, tuple[Callable[..., nn.Module], int | None]] = {
 
 # timm models are named "timm/<timm name>" (conf/models.yaml, timm: teacher=timm teacher.name=...).
 TIMM_PREFIX = "timm/"
+# Hugging Face classifiers are named "hf/<hub id or folder>" (conf/models.yaml, hf: teacher=hf teacher.name=...).
+HF_PREFIX = "hf/"
 
 # torchvision networks work from 32 px up unless their weights' metadata asks for more
 # (alexnet 63, inception_v3 75); vision transformers want exactly the size they were built for.
@@ -82,22 +85,50 @@ class Classifier(nn.Module):
             x = x.expand(-1, self.net_channels, -1, -1)
         if self.net_size is not None and tuple(x.shape[-2:]) != self.net_size:
             x = F.interpolate(x, size=self.net_size, mode="bilinear", align_corners=False)
-        return self.net(x)
+        out = self.net(x)
+        return out if isinstance(out, torch.Tensor) else out.logits  # Hugging Face models return an output object
 
 
-def _replace_head(net: nn.Module, num_classes: int) -> None:
-    """Swaps the last Linear layer of a pretrained network for a fresh one with num_classes outputs."""
+def imagenet_wnids() -> list[str]:
+    """ImageNet-1k's WordNet ids in class-index order (an ImageNet folder's class names, sorted)."""
+    return (Path(__file__).with_name("imagenet_wnids.txt")).read_text().split()
+
+
+def pretrained_rows(categories: list[str] | None, classes: list[str] | None) -> list[int] | None:
+    """The outputs of a 1000-class ImageNet checkpoint that are the dataset's ``classes``, in their
+    order, when every class is an ImageNet class by WordNet id (n01440764) or by the checkpoint's
+    category name (tench); else None."""
+    if not categories or not classes or len(categories) != 1000:
+        return None
+    for names in (imagenet_wnids(), list(categories)):
+        index = {name: i for i, name in enumerate(names)}
+        if all(c in index for c in classes):
+            return [index[c] for c in classes]
+    return None
+
+
+def _replace_head(net: nn.Module, num_classes: int, rows: list[int] | None = None) -> None:
+    """Swaps the last Linear layer of a pretrained network for one with num_classes outputs: fresh, or
+    the old one's ``rows`` (the pretrained outputs that are the dataset's classes, kept as they are)."""
     linears = [(n, m) for n, m in net.named_modules() if isinstance(m, nn.Linear)]
     if not linears:
         raise UserError("cannot find a Linear classification head to resize for this dataset")
     name, old = linears[-1]
-    if old.out_features == num_classes:
+    if old.out_features == num_classes and rows is None:
         return
+    new = nn.Linear(old.in_features, num_classes, bias=old.bias is not None)
+    if rows is not None:
+        with torch.no_grad():
+            new.weight.copy_(old.weight[rows])
+            if old.bias is not None:
+                new.bias.copy_(old.bias[rows])
     parent = net.get_submodule(name.rpartition(".")[0]) if "." in name else net
-    setattr(parent, name.rpartition(".")[2], nn.Linear(old.in_features, num_classes))
+    setattr(parent, name.rpartition(".")[2], new)
 
 
-def _torchvision_net(name: str, num_classes: int, weights: str | None, side: int, kwargs: dict) -> tuple:
+def _torchvision_net(
+    name: str, num_classes: int, weights: str | None, side: int, kwargs: dict, classes: list[str] | None = None
+) -> tuple:
     """Returns (net, input size) for a torchvision model."""
     try:
         enum = torchvision.models.get_model_weights(name)
@@ -122,7 +153,9 @@ def _torchvision_net(name: str, num_classes: int, weights: str | None, side: int
                 f"could not load {name} weights {weights} ({type(e).__name__}: {e}); without network, "
                 f"place the file in {torch.hub.get_dir()}/checkpoints or use teacher.checkpoint=PATH"
             ) from e
-        _replace_head(net, num_classes)
+        # an ImageNet checkpoint for a folder of ImageNet classes keeps those classes' outputs as they are
+        meta = (enum.DEFAULT if weights == "DEFAULT" else enum[weights]).meta
+        _replace_head(net, num_classes, pretrained_rows(meta.get("categories"), classes))
         size = (min_side, min_side) if (exact or side < min_side) else None
         return net, size
     if exact:
@@ -143,6 +176,7 @@ def build_model(
     std: tuple[float, ...],
     weights: str | None = None,
     kwargs: dict[str, Any] | None = None,
+    classes: list[str] | None = None,
 ) -> Classifier:
     """Builds ``name`` for a dataset of ``num_classes`` classes and ``in_channels`` x ``image_size`` images.
 
@@ -152,9 +186,18 @@ def build_model(
         weights: torchvision pretrained weights by enum name (e.g. ``IMAGENET1K_V2``), or for timm
             models a local weights file; the head is replaced to fit ``num_classes``.
         kwargs: extra constructor arguments (e.g. ``hidden`` for ``mlp``).
+        classes: the dataset's class names: ImageNet classes (WordNet ids or category names) keep
+            their rows of a torchvision ImageNet checkpoint's head instead of a fresh head.
     """
     kwargs = dict(kwargs or {})
     side = min(image_size)
+    if name.startswith(HF_PREFIX):  # transformers' image classifiers; kwargs.config: the model's config, JSON
+        from distill.models.hf_models import hf_net
+
+        if weights not in (None, "pretrained") or "config" not in kwargs:
+            raise UserError(f"{name}: weights must be pretrained or null, and kwargs.config the model's config")
+        net, channels, size = hf_net(name[len(HF_PREFIX) :], kwargs["config"], pretrained=weights == "pretrained")
+        return Classifier(net, mean, std, channels, None if size == tuple(image_size) else size)
     if user.is_target(name):  # the user's own callable (student._target_=mypkg.models.make_net)
         net, channels = user.build_user_net(name, num_classes, in_channels, tuple(image_size), kwargs)
         return Classifier(net, mean, std, channels, None)
@@ -184,7 +227,7 @@ def build_model(
             f"model name (e.g. resnet18, mobilenet_v2) or one of: {', '.join(ZOO)}"
         )
     try:
-        net, size = _torchvision_net(name, num_classes, weights, side, kwargs)
+        net, size = _torchvision_net(name, num_classes, weights, side, kwargs, classes)
     except (TypeError, ValueError) as e:
         raise UserError(f"bad model arguments for {name}: {e}") from None
     return Classifier(net, mean, std, 3, size)

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from distill.errors import UserError
-from distill.models.registry import TIMM_PREFIX, available_models, build_model
+from distill.models.registry import HF_PREFIX, TIMM_PREFIX, available_models, build_model
 from distill.models.user import is_target
 
 
@@ -52,8 +52,15 @@ def spec_problem(spec: ModelSpec) -> str | None:
     # a timm name is a plain model name: timm reads "hf-hub:org/repo" or "local-dir:/path" as places to
     # fetch a config from, which a file must not choose
     timm_name = isinstance(spec.name, str) and re.fullmatch(rf"{TIMM_PREFIX}[A-Za-z0-9_.\-]+", spec.name)
+    # a Hugging Face model is rebuilt from the config the file carries (kwargs.config), never from its name
+    if isinstance(spec.name, str) and spec.name.startswith(HF_PREFIX):
+        from distill.models.hf_models import config_problem
+
+        config = spec.kwargs.get("config") if isinstance(spec.kwargs, dict) else None
+        if problem := config_problem(config):
+            return problem
     # a user's target is a well-formed dotted path here; importing it needs the user's word (check_trusted)
-    if not isinstance(spec.name, str) or not (spec.name in available_models() or timm_name or is_target(spec.name)):
+    elif not isinstance(spec.name, str) or not (spec.name in available_models() or timm_name or is_target(spec.name)):
         return (
             f"name={spec.name!r} is not a model distill knows (a torchvision or distill model, timm/<name>, "
             "or a user's mypkg.module.callable)"
@@ -108,6 +115,7 @@ def build_from_spec(spec: ModelSpec, weights: str | None = None) -> nn.Module:
         tuple(spec.std),
         weights=weights,
         kwargs=spec.kwargs,
+        classes=spec.classes,
     )
 
 

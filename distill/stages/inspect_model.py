@@ -13,7 +13,7 @@ import torch
 from omegaconf import DictConfig
 
 from distill.config.adapters import load_data, model_spec
-from distill.config.checks import raise_if
+from distill.config.checks import raise_if, target_problems
 from distill.config.entry import hydra_entry
 from distill.engine.tables import print_table
 from distill.engine.taps import auto_layers, head_name, trace_layers
@@ -30,7 +30,10 @@ def validate(cfg: DictConfig) -> None:
     models = available_models()
     for role in roles:
         name = str(cfg[role].name)
-        if cfg[role].get("source") == "timm":
+        if cfg[role].get("_target_") is not None:
+            errors.extend(target_problems(cfg[role], role))
+            continue
+        if cfg[role].get("source") in ("timm", "hf"):
             continue  # checked when built
         if name not in models:
             errors.append(f"{role}.name={name!r} is not a known model{closest(name, models)}")

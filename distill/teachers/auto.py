@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
-from distill.config.adapters import model_name, plain_config
+from distill.config.adapters import model_name, model_weights, plain_config
 from distill.config.entry import compose_stage, given_overrides
 from distill.engine.runs import RunDir, finished_runs, flatten, new_stamp
 from distill.errors import UserError
@@ -39,9 +39,10 @@ RECIPE = ("teacher.", "dataset.", "optim.", "sched.", "trainer.epochs", "trainer
 _NOT_RECIPE = ("dataset.download", "teacher.checkpoint")
 
 
-def teacher_config(cfg: DictConfig, run_dir: Path | None = None) -> DictConfig:
+def teacher_config(cfg: DictConfig, run_dir: Path | None = None, classes: list[str] | None = None) -> DictConfig:
     """The ``teacher`` stage's config for ``cfg.teacher`` on ``cfg.dataset``, with this run's seed,
-    device settings and ``paths.root``, writing into ``run_dir`` (default: a new dated folder)."""
+    device settings and ``paths.root``, writing into ``run_dir`` (default: a new dated folder).
+    A pretrained teacher whose classes are the dataset's ``classes`` is kept as it is (0 epochs)."""
     tcfg = compose_stage("teacher", [f"seed={cfg.seed}"])
     tcfg.teacher = OmegaConf.to_container(cfg.teacher, resolve=True)
     tcfg.dataset = OmegaConf.to_container(cfg.dataset, resolve=True)
@@ -54,7 +55,35 @@ def teacher_config(cfg: DictConfig, run_dir: Path | None = None) -> DictConfig:
     # config or an experiment, it is the student's and the teacher keeps its recipe's
     if any(o.lstrip("+").split("=", 1)[0] == "trainer.epochs" for o in given_overrides()):
         tcfg.trainer.epochs = cfg.trainer.epochs
+    if classes is not None and pretrained_for(cfg.teacher, classes):
+        tcfg.trainer.epochs = 0
     return tcfg
+
+
+def pretrained_for(node: DictConfig, classes: list[str]) -> bool:
+    """Whether a teacher's pretrained weights already classify the dataset's classes: a torchvision
+    ImageNet checkpoint for a folder of ImageNet classes (named by WordNet id, as ImageNet's own folders
+    are, or by category; a subset keeps those classes' outputs), or a Hugging Face classifier whose
+    labels are the classes in order. Such a teacher is used as it is."""
+    weights = model_weights(node)
+    if weights is None or node.get("_target_") is not None:
+        return False
+    if node.get("source") == "hf":
+        from distill.models.hf_models import _source_config, labels_match, labels_of
+
+        return labels_match(labels_of(_source_config(str(node.name))), classes)
+    if node.get("source") is not None:  # timm: fine-tuned (its checkpoints carry no class names)
+        return False
+    import torchvision
+
+    from distill.models.registry import pretrained_rows
+
+    try:
+        enum = torchvision.models.get_model_weights(str(node.name))
+        categories = (enum.DEFAULT if weights == "DEFAULT" else enum[weights]).meta.get("categories")
+    except (ValueError, KeyError, AttributeError):  # not a torchvision model, or no such weights
+        return False
+    return pretrained_rows(categories, classes) is not None
 
 
 def recipe(config: dict[str, Any]) -> dict[str, Any]:
@@ -81,9 +110,9 @@ def reusable(root: Path, want: dict[str, Any]) -> list[tuple[Path, dict]]:
     return found
 
 
-def reusable_for(cfg: DictConfig) -> list[tuple[Path, dict]]:
+def reusable_for(cfg: DictConfig, classes: list[str] | None = None) -> list[tuple[Path, dict]]:
     """Finished teacher runs that ``cfg``'s automatic teacher may reuse, newest first."""
-    return reusable(Path(str(cfg.paths.root)), recipe(plain_config(teacher_config(cfg))))
+    return reusable(Path(str(cfg.paths.root)), recipe(plain_config(teacher_config(cfg, classes=classes))))
 
 
 def interrupted(root: Path, want: dict[str, Any], seed: int) -> Path | None:
@@ -137,12 +166,12 @@ def train(cfg: DictConfig, run_dir: Path) -> Path:
     return run_dir
 
 
-def run_folder(cfg: DictConfig, may_train: bool = True) -> Path:
+def run_folder(cfg: DictConfig, may_train: bool = True, classes: list[str] | None = None) -> Path:
     """The run folder of the teacher ``cfg`` asks for; when ``may_train`` is False (under torchrun,
     where the ranks cannot train one teacher together) only a finished run is taken."""
     if may_train:
-        return find_or_train(cfg)
-    runs = reusable_for(cfg)
+        return find_or_train(cfg, classes)
+    runs = reusable_for(cfg, classes)
     if not runs:
         raise UserError(
             f"no finished teacher run of {model_name(cfg.teacher)} under {cfg.paths.root}/: under torchrun train it "
@@ -151,10 +180,11 @@ def run_folder(cfg: DictConfig, may_train: bool = True) -> Path:
     return runs[0][0]
 
 
-def find_or_train(cfg: DictConfig) -> Path:
-    """The run folder of the teacher ``cfg`` asks for: reused, continued or trained now."""
+def find_or_train(cfg: DictConfig, classes: list[str] | None = None) -> Path:
+    """The run folder of the teacher ``cfg`` asks for: reused, continued or trained now (``classes``:
+    the dataset's, to keep a pretrained teacher that already classifies them as it is)."""
     root = Path(str(cfg.paths.root))
-    tcfg = teacher_config(cfg)
+    tcfg = teacher_config(cfg, classes=classes)
     want = recipe(plain_config(tcfg))
     with recipe_lock(root, want):
         runs = reusable(root, want)

@@ -24,11 +24,12 @@ from distill.teachers.plan import TeacherPlan
 log = logging.getLogger("distill")
 
 
-def teacher_weights(plan: TeacherPlan) -> Path:
-    """The weights file to load the teacher from, training the teacher first if needed."""
+def teacher_weights(plan: TeacherPlan, classes: list[str] | None = None) -> Path:
+    """The weights file to load the teacher from, training the teacher first if needed (``classes``:
+    the dataset's, so that a pretrained teacher that classifies them already is kept as it is)."""
     if plan.checkpoint is not None:
         return weights_path(plan.checkpoint)
-    return RunDir(plan.find_or_train(dist.world_size() == 1)).best
+    return RunDir(plan.find_or_train(dist.world_size() == 1, classes)).best
 
 
 def load_teacher(
@@ -38,7 +39,7 @@ def load_teacher(
     ``weights``: the file to load (a resumed run's teacher), instead of resolving it again."""
     if plan.black_box:
         return black_box_teacher(plan, data, device, settings), Path(str(plan.path))
-    return load_frozen(weights or teacher_weights(plan), data, device, settings, plan.node)
+    return load_frozen(weights or teacher_weights(plan, list(data.classes)), data, device, settings, plan.node)
 
 
 def black_box_teacher(plan: TeacherPlan, data: Splits, device: torch.device, settings: TrainerSettings) -> nn.Module:

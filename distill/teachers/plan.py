@@ -52,7 +52,7 @@ class TeacherPlan:
     layers: Any = None  # distill.teacher_layers the method reads (None: logits only)
     seed: int = 0
     dataset_key: dict[str, Any] = field(default_factory=dict)
-    find_or_train: Callable[[bool], Path] | None = None  # the automatic teacher's run folder (arg: may train)
+    find_or_train: Callable[..., Path] | None = None  # the automatic teacher's run folder (may train, classes)
 
     @property
     def black_box(self) -> bool:

@@ -36,19 +36,28 @@ def test_each_shipped_model_is_one_entry_for_both_roles(make_cfg):
         extra = [f"teacher.name={name}x", f"student.name={name}x"] if name == "timm" else []  # name: ??? there
         if name == "custom":  # _target_: ??? there
             extra = [f"{role}._target_=distill.models.cifar.resnet8x4" for role in ("teacher", "student")]
+        if name == "hf":  # name: ??? there
+            extra = [f"{role}.name=org/model" for role in ("teacher", "student")]
         cfg = make_cfg("train", [f"teacher={name}", f"student={name}", *extra])
         teacher = dict(cfg.teacher)
         assert teacher.pop("checkpoint") is None and teacher == dict(cfg.student), name
 
 
 @pytest.mark.parametrize("name", _options("student"))
-def test_every_student_option_builds_for_digits(make_cfg, name):
+def test_every_student_option_builds_for_digits(make_cfg, name, tmp_path):
     extra = []
     if name == "timm":  # any timm model by name, with the optional extra
         pytest.importorskip("timm")
         extra = ["student.name=resnet18"]
     if name == "custom":  # the user's own callable, here one of distill's
         extra = ["student._target_=distill.models.cifar.resnet8x4"]
+    if name == "hf":  # a Hugging Face classifier: a tiny random one saved with save_pretrained
+        transformers = pytest.importorskip("transformers")
+        config = transformers.ViTConfig(
+            image_size=8, patch_size=4, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32
+        )
+        transformers.AutoModelForImageClassification.from_config(config).save_pretrained(tmp_path / "vit")
+        extra = [f"student.name={tmp_path / 'vit'}", "student.weights=null"]
     cfg = make_cfg("train", [f"student={name}", *extra])
     data = instantiate(cfg.dataset)
     model = build_from_spec(model_spec(cfg.student, data))

@@ -126,7 +126,12 @@ def test_a_stored_download_flag_never_downloads(tmp_path):
 @pytest.mark.parametrize(
     "changes, needle",
     [
-        ({"name": "os.system"}, "model.name='os.system' is not a model distill knows"),
+        ({"name": "os"}, "model.name='os' is not a model distill knows"),
+        # a dotted path is a user's own network: imported only when the user names it again
+        ({"name": "os.system"}, "was built by os.system, code outside distill, which a file alone cannot choose"),
+        # a Hugging Face model is rebuilt from the config the file carries, never fetched by name
+        ({"name": "hf/someone/repo"}, "kwargs.config is not JSON"),
+        ({"name": "hf/someone/repo", "kwargs": {"config": '{"auto_map": {}}'}}, "kwargs.config has no model_type"),
         ({"kwargs": {"bogus": 1}}, "bad model arguments for mlp"),
         ({"kwargs": {"hidden": [{"_target_": "os.getcwd"}]}}, "model.kwargs="),
         ({"num_classes": True}, "model.num_classes=True"),

@@ -2,29 +2,18 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 
 from distill import api
 from distill.engine.checkpoint import load_model
-from tests.conftest import (
-    DIGITS,
-    outputs_root,
-)
+from tests.conftest import DIGITS, cached_torchvision_weights, outputs_root
 
 
 def test_teacher_weights_fine_tunes_from_the_file_in_torchs_hub_cache(tmp_path, monkeypatch):
     """``teacher.weights=IMAGENET1K_V1``: torchvision's file, found offline in torch's hub cache."""
     import torchvision
 
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
-    url = torchvision.models.ResNet18_Weights.IMAGENET1K_V1.url
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
-    cached.parent.mkdir(parents=True)
-    torch.manual_seed(5)
-    pretrained = torchvision.models.resnet18()
-    torch.save(pretrained.state_dict(), cached)
+    pretrained = cached_torchvision_weights(tmp_path, monkeypatch, torchvision.models.ResNet18_Weights.IMAGENET1K_V1, 5)
     out = tmp_path / "run"
     args = ["teacher=resnet18", "teacher.weights=IMAGENET1K_V1", *DIGITS, "trainer.epochs=1", "optim.lr=1e-3"]
     summary = api.run("teacher", [*args, outputs_root(tmp_path), f"paths.output_dir={out}"])
