@@ -183,8 +183,9 @@ def build_model(
     Args:
         name: a torchvision classification model name, one of :data:`ZOO`, ``timm/<name>``
             (needs the ``timm`` extra), or the dotted path of a user's callable (:mod:`distill.models.user`).
-        weights: torchvision pretrained weights by enum name (e.g. ``IMAGENET1K_V2``), or for timm
-            models a local weights file; the head is replaced to fit ``num_classes``.
+        weights: torchvision pretrained weights by enum name (e.g. ``IMAGENET1K_V2``), for timm
+            models a local weights file or ``pretrained:<name>`` (timm's own, from the Hugging Face
+            cache), for Hugging Face models ``pretrained``; the head is replaced to fit ``num_classes``.
         kwargs: extra constructor arguments (e.g. ``hidden`` for ``mlp``).
         classes: the dataset's class names: ImageNet classes (WordNet ids or category names) keep
             their rows of a torchvision ImageNet checkpoint's head instead of a fresh head.
