@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 import torch
-from torch.optim.lr_scheduler import ConstantLR, CosineAnnealingLR, LinearLR, LRScheduler, SequentialLR, StepLR
+from torch.optim.lr_scheduler import (
+    ConstantLR,
+    CosineAnnealingLR,
+    LinearLR,
+    LRScheduler,
+    MultiStepLR,
+    SequentialLR,
+    StepLR,
+)
 
 
 def warmup_cosine(
@@ -28,6 +36,26 @@ def warmup_step(
 ) -> LRScheduler:
     """Linear warm-up over ``warmup_epochs``, then the learning rate times ``gamma`` every ``step_size`` epochs."""
     return _after_warmup(optimizer, StepLR(optimizer, step_size=step_size, gamma=gamma), warmup_epochs, start_factor)
+
+
+def warmup_multistep(
+    optimizer: torch.optim.Optimizer,
+    milestones: list[int],
+    gamma: float = 0.1,
+    warmup_epochs: int = 0,
+    start_factor: float = 0.1,
+) -> LRScheduler:
+    """Linear warm-up over ``warmup_epochs``, then the learning rate times ``gamma`` at each of ``milestones``.
+
+    Milestones count epochs from the start of the run, warm-up included (epoch 150 of CRD's
+    CIFAR-100 recipe is the 151st epoch whatever the warm-up), and must come after the warm-up.
+    """
+    marks = sorted(int(m) for m in milestones)
+    if marks and marks[0] <= warmup_epochs:
+        raise ValueError(f"milestones must come after the {warmup_epochs} warm-up epochs, got {marks}")
+    # after a warm-up, SequentialLR restarts the main schedule at 0: its milestones move back
+    main = MultiStepLR(optimizer, milestones=[m - max(warmup_epochs, 0) for m in marks], gamma=gamma)
+    return _after_warmup(optimizer, main, warmup_epochs, start_factor)
 
 
 def warmup_constant(optimizer: torch.optim.Optimizer, warmup_epochs: int = 0, start_factor: float = 0.1) -> LRScheduler:
