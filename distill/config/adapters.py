@@ -102,7 +102,7 @@ def model_spec(node: DictConfig | dict, data: Splits) -> ModelSpec:
     if node.get("source") == "hf" and node.get("_target_") is None:  # the config, read once, goes with the model
         from distill.models.hf_models import resolve
 
-        kwargs = {**kwargs, "config": resolve(str(node["name"]), list(data.classes))[0]}
+        kwargs = {**kwargs, "config": resolve(str(node["name"]), list(data.classes))}
     return ModelSpec(
         name=model_name(node),
         num_classes=data.num_classes,

@@ -84,7 +84,11 @@ def hydra_entry(stage: str, run_fn: Any, metric: str | None = None) -> Any:
             except (OSError, yaml.YAMLError):
                 ran = stage
             if (e.run_dir / ".hydra" / "overrides.yaml").is_file():
-                how = f"Continue with: distill {ran} resume={e.run_dir}"
+                from distill.models.user import trust_setting
+
+                named = sorted(trust_setting(cfg)[0])  # the user's own code must be named again
+                trust = f" trust_code=[{','.join(named)}]" if named else ""
+                how = f"Continue with: distill {ran} resume={e.run_dir}{trust}"
             elif (stage, ran) == ("train", "teacher"):  # the teacher train trains for itself
                 how = "Run the same command again: it continues this teacher run, then trains the student."
             else:

@@ -30,6 +30,34 @@ def _reaches_code(override: Any) -> bool:
     return _has_special_key(value)
 
 
+def _granted(args: list[str]) -> tuple[set[str], bool]:
+    """The targets the resume command names with ``trust_code=`` (a path or a list), and whether it
+    trusts every one (``trust_code=true``)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    for arg in args:
+        if arg.split("=", 1)[0].lstrip("+~") != "trust_code":
+            continue
+        value = OverridesParser.create().parse_override(arg).value()
+        if value is True:
+            return set(), True
+        return ({value} if isinstance(value, str) else {str(v) for v in value or []}), False
+    return set(), False
+
+
+def _named_again(override: Any, granted: tuple[set[str], bool]) -> bool:
+    """Whether a stored ``student._target_=V`` / ``teacher._target_=V`` is one the resume command trusts."""
+    from distill.models.user import is_target
+
+    if not isinstance(override, str) or "${" in override or "=" not in override:
+        return False
+    key, value = override.split("=", 1)
+    if key.lstrip("+~") not in ("student._target_", "teacher._target_") or not is_target(value):
+        return False
+    names, everything = granted
+    return everything or value in names
+
+
 def _is_special(key: Any) -> bool:
     return isinstance(key, str) and len(key) > 2 and key.startswith("_") and key.endswith("_")
 
@@ -65,15 +93,21 @@ def resume_args(stage: str, args: list[str]) -> list[str]:
         raise UserError(f"{run}: config.yaml or .hydra/overrides.yaml is not readable YAML") from None
     if ran != stage:
         raise UserError(f"{run} is a {ran} run: resume it with distill {ran} resume={run}")
-    unsafe = next((o for o in original if _reaches_code(o)), None)
+    extra = [a for a in args if not a.startswith("resume=")]
+    # a stored trust_code is not replayed: the folder cannot grant itself trust; the user grants it again
+    original = [o for o in original if not (isinstance(o, str) and o.split("=", 1)[0].lstrip("+~") == "trust_code")]
+    granted = _granted(extra)
+    unsafe = next((o for o in original if _reaches_code(o) and not _named_again(o, granted)), None)
     if unsafe is not None:
+        hint = ""
+        if isinstance(unsafe, str) and unsafe.split("=", 1)[0].endswith("._target_"):
+            hint = f" (a model of your own code: add trust_code={unsafe.split('=', 1)[1]} to name it again)"
         raise UserError(
             f"{overrides_file}: the stored override {unsafe!r} names code (_target_ and the like) or Hydra's own "
-            "settings; a resumed run replays plain config values only",
+            f"settings; a resumed run replays plain config values only{hint}",
         )
     if not RunDir(root).state.is_file():
         raise UserError(f"{run} has no saved state yet (checkpoints/state.pt: written after the first epoch)")
-    extra = [a for a in args if not a.startswith("resume=")]
     bad = [a for a in extra if a.split("=", 1)[0].lstrip("+~") not in RESUME_MAY_CHANGE]
     if bad:
         allowed = ", ".join(RESUME_MAY_CHANGE)

@@ -179,10 +179,16 @@ class TrainedParts(nn.Module):
 def leaves_parts_out(loss_fn: Callable, epochs: int) -> bool:
     """Whether some training step of ``epochs`` leaves trained parameters out of the loss: a method
     with a hint stage (two-stage FitNets: the student's head waits for the second stage, the
-    connectors stop after the first). Every other method uses all its parameters at every step."""
+    connectors stop after the first), or a method with parameters whose term is off (``beta`` 0: the
+    loss never reads it). Every other method uses all its parameters at every step."""
     method = getattr(loss_fn, "method", None)
+    if method is None:
+        return False
+    beta = getattr(loss_fn, "beta", 0)
+    if beta <= 0:
+        return any(True for _ in method.parameters())
     hint_only = getattr(method, "hint_only", None)
-    return hint_only is not None and getattr(loss_fn, "beta", 0) > 0 and any(hint_only(e) for e in range(epochs))
+    return hint_only is not None and any(hint_only(e) for e in range(epochs))
 
 
 def train_one_epoch(

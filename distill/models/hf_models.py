@@ -4,9 +4,10 @@ extra: ``pip install 'distill[hf]'``.
 ``teacher=hf teacher.name=ORG/NAME`` (from the local hub cache; ``HF_HUB_OFFLINE=1`` without network)
 or ``teacher.name=/path/to/folder`` (written by ``save_pretrained``). ``weights: pretrained`` loads the
 checkpoint's weights, ``null`` builds the architecture from its config alone. The model's labels
-(``config.id2label``) are checked against the dataset's classes: when they are the same, in the same
-order, the classifier keeps its head and a ``train`` teacher is used as it is; otherwise the head is
-replaced for the dataset's classes (and a teacher is fine-tuned first).
+(``config.id2label``) are checked against the dataset's classes: when they name every class, the
+classifier keeps those outputs (in the classes' order) and a ``train`` teacher is used as it is;
+otherwise the head is replaced by a fresh one for the dataset's classes (and a teacher is fine-tuned
+first).
 
 A weights file written by distill carries the model's config (JSON) in its description: rebuilding
 it reads no folder and fetches nothing; the config's ``model_type`` picks the class from transformers'
@@ -26,8 +27,15 @@ from torch import nn
 from distill.errors import UserError
 
 _EXTRA = "pip install 'distill[hf]'"
-# Config entries that name code or a place, never kept in (or read from) a weights file
-_DROPPED = ("auto_map", "_name_or_path", "custom_pipelines", "transformers_version")
+# Config entries that name code, a place or a kernel to fetch: never kept in (or read from) a weights
+# file, at any depth (attention then takes transformers' default, sdpa or eager)
+_DROPPED = (
+    "auto_map", "_name_or_path", "custom_pipelines", "transformers_version", "quantization_config",
+    "attn_implementation", "_attn_implementation", "_attn_implementation_autoset", "_attn_implementation_internal",
+)  # fmt: skip
+# Model types whose config names another library's model to fetch (timm_wrapper: a timm name, hf-hub: or
+# local-dir:, and timm's loading arguments): use teacher=timm for those
+_REFUSED_TYPES = ("timm_wrapper",)
 
 
 def _transformers() -> Any:
@@ -62,9 +70,8 @@ def _source_config(name: str) -> Any:
     except (OSError, ValueError) as e:
         from huggingface_hub.constants import HF_HUB_CACHE
 
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(
-            f"cannot read the Hugging Face model {name!r} ({first[:160]}): give a folder written by "
+            f"cannot read the Hugging Face model {name!r} ({_first(e)[:160]}): give a folder written by "
             f"save_pretrained, or a hub id whose files are in the cache {HF_HUB_CACHE} (on a machine with "
             f"network: `hf download {name}`, then copy that cache folder here and set HF_HUB_OFFLINE=1)"
         ) from None
@@ -84,28 +91,50 @@ def labels_match(labels: list[str], classes: list[str]) -> bool:
     return labels == list(classes) or (_generic(labels) and len(labels) == len(classes))
 
 
-def resolve(name: str, classes: list[str]) -> tuple[str, bool]:
-    """The model's config for the dataset as JSON (its labels set to ``classes``), and whether the
-    checkpoint's own labels are the dataset's classes (its head then kept as it is)."""
+def covers(labels: list[str], classes: list[str]) -> bool:
+    """Whether a classifier's outputs include every one of the dataset's classes (by label)."""
+    return labels_match(labels, classes) or set(classes) <= set(labels)
+
+
+def pretrained_labels(name: str) -> list[str]:
+    """The labels of the checkpoint ``name`` (read from its config)."""
+    return labels_of(_source_config(name))
+
+
+def resolve(name: str, classes: list[str]) -> str:
+    """The model's config for the dataset as JSON: the checkpoint's, its labels set to ``classes``."""
     config = _source_config(name)
     if not hasattr(config, "num_labels") or not getattr(config, "id2label", None):
         raise UserError(f"{name} is not an image classifier config (no labels)")
-    same = labels_match(labels_of(config), classes)
-    data = {k: v for k, v in config.to_dict().items() if k not in _DROPPED}
+    data = _dropped(config.to_dict())
     data["id2label"] = {str(i): c for i, c in enumerate(classes)}
     data["label2id"] = {c: i for i, c in enumerate(classes)}
-    return json.dumps(data, sort_keys=True), same
+    return json.dumps(data, sort_keys=True)
+
+
+def _dropped(value: Any) -> Any:
+    """``value`` without the :data:`_DROPPED` entries, at any depth; a pretrained backbone never fetched."""
+    if isinstance(value, dict):
+        out = {k: _dropped(v) for k, v in value.items() if k not in _DROPPED}
+        if "use_pretrained_backbone" in out:
+            out["use_pretrained_backbone"] = False
+        return out
+    if isinstance(value, list):
+        return [_dropped(v) for v in value]
+    return value
 
 
 def config_problem(text: Any) -> str | None:
     """What is wrong with a config read from a weights file (None when it is sound): JSON of a mapping
-    whose ``model_type`` transformers knows."""
+    whose ``model_type`` transformers knows and that does not name another library's model."""
     try:
         data = json.loads(text)
     except (TypeError, ValueError, RecursionError):
         return "kwargs.config is not JSON"
     if not isinstance(data, dict) or not isinstance(data.get("model_type"), str):
         return "kwargs.config has no model_type"
+    if data["model_type"] in _REFUSED_TYPES:
+        return f"kwargs.config is a {data['model_type']} config (it names a model to fetch); use teacher=timm"
     return None
 
 
@@ -115,30 +144,49 @@ def _config(text: str) -> Any:
     problem = config_problem(text)
     if problem:
         raise UserError(problem)
-    data = {k: v for k, v in json.loads(text).items() if k not in _DROPPED}
+    data = _dropped(json.loads(text))
     model_type = data.pop("model_type")
     try:
         return transformers.AutoConfig.for_model(model_type, **data)
-    except (ValueError, KeyError, TypeError) as e:
-        raise UserError(f"transformers has no model type {model_type!r} ({e})") from None
+    except Exception as e:  # noqa: BLE001 - an unknown type, or values its config class refuses
+        raise UserError(f"not a {model_type!r} config transformers can build: {_first(e)}") from None
 
 
-def hf_net(name: str, config: str, pretrained: bool) -> tuple[nn.Module, int, tuple[int, int] | None]:
+def _first(e: BaseException) -> str:
+    text = str(e).strip()
+    return (text.splitlines()[0] if text else type(e).__name__)[:200]
+
+
+def hf_net(
+    name: str, config: str, pretrained: bool, classes: list[str] | None = None
+) -> tuple[nn.Module, int, tuple[int, int] | None]:
     """The classifier ``config`` describes, with the weights of ``name`` when ``pretrained``; returns it,
-    the channels it takes, and the (H, W) its inputs are resized to (None: any size)."""
+    the channels it takes, and the (H, W) its inputs are resized to (None: any size).
+
+    A pretrained head keeps its outputs for the dataset's ``classes`` when its labels name them all
+    (reordered to the classes' order); otherwise it is replaced by a fresh one."""
+    from distill.models.registry import _replace_head
+
     transformers = _transformers()
     cfg = _config(config)
     with _quiet():
         try:
-            if pretrained:
-                net = transformers.AutoModelForImageClassification.from_pretrained(
-                    name, config=cfg, ignore_mismatched_sizes=True, trust_remote_code=False
-                )
+            if pretrained:  # with the checkpoint's own head: its rows are picked below
+                net = transformers.AutoModelForImageClassification.from_pretrained(name, trust_remote_code=False)
             else:
                 net = transformers.AutoModelForImageClassification.from_config(cfg, trust_remote_code=False)
-        except (OSError, ValueError) as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise UserError(f"cannot build the Hugging Face model {name!r}: {first[:200]}") from None
+        except Exception as e:  # noqa: BLE001 - OSError, ValueError, or a config value the model refuses
+            raise UserError(f"cannot build the Hugging Face model {name!r}: {_first(e)}") from None
+    if pretrained:
+        labels = labels_of(net.config)
+        wanted = list(classes) if classes is not None else labels_of(cfg)
+        if labels_match(labels, wanted):
+            _replace_head(net, len(wanted))  # kept: its outputs are the classes already
+        elif covers(labels, wanted):
+            _replace_head(net, len(wanted), [labels.index(c) for c in wanted])
+        else:
+            _replace_head(net, len(wanted), fresh=True)
+        net.config = cfg
     size = getattr(cfg, "image_size", None)
     if isinstance(size, int):
         size = (size, size)

@@ -107,14 +107,15 @@ def pretrained_rows(categories: list[str] | None, classes: list[str] | None) -> 
     return None
 
 
-def _replace_head(net: nn.Module, num_classes: int, rows: list[int] | None = None) -> None:
+def _replace_head(net: nn.Module, num_classes: int, rows: list[int] | None = None, fresh: bool = False) -> None:
     """Swaps the last Linear layer of a pretrained network for one with num_classes outputs: fresh, or
-    the old one's ``rows`` (the pretrained outputs that are the dataset's classes, kept as they are)."""
+    the old one's ``rows`` (the pretrained outputs that are the dataset's classes, kept as they are).
+    A head that has num_classes outputs already is kept unless ``fresh`` (its outputs are other classes)."""
     linears = [(n, m) for n, m in net.named_modules() if isinstance(m, nn.Linear)]
     if not linears:
         raise UserError("cannot find a Linear classification head to resize for this dataset")
     name, old = linears[-1]
-    if old.out_features == num_classes and rows is None:
+    if old.out_features == num_classes and rows is None and not fresh:
         return
     new = nn.Linear(old.in_features, num_classes, bias=old.bias is not None)
     if rows is not None:
@@ -197,7 +198,7 @@ def build_model(
 
         if weights not in (None, "pretrained") or "config" not in kwargs:
             raise UserError(f"{name}: weights must be pretrained or null, and kwargs.config the model's config")
-        net, channels, size = hf_net(name[len(HF_PREFIX) :], kwargs["config"], pretrained=weights == "pretrained")
+        net, channels, size = hf_net(name[len(HF_PREFIX) :], kwargs["config"], weights == "pretrained", classes)
         return Classifier(net, mean, std, channels, None if size == tuple(image_size) else size)
     if user.is_target(name):  # the user's own callable (student._target_=mypkg.models.make_net)
         net, channels = user.build_user_net(name, num_classes, in_channels, tuple(image_size), kwargs)

@@ -170,7 +170,13 @@ def build_user_net(
     if not isinstance(net, nn.Module):
         raise UserError(f"{target} returned {type(net).__name__}, not a torch.nn.Module")
     if "num_classes" not in args:
-        _replace_head(net, num_classes)
+        try:
+            _replace_head(net, num_classes)
+        except UserError:
+            raise UserError(
+                f"{target} takes no num_classes and has no Linear head to fit to the dataset's {num_classes} "
+                "classes: give it a num_classes argument"
+            ) from None
     channels = in_channels if "in_channels" in args else (_first_conv_channels(net) or in_channels)
     if channels not in (in_channels, 3) or (channels != in_channels and in_channels != 1):
         raise UserError(

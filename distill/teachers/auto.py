@@ -64,14 +64,14 @@ def pretrained_for(node: DictConfig, classes: list[str]) -> bool:
     """Whether a teacher's pretrained weights already classify the dataset's classes: a torchvision
     ImageNet checkpoint for a folder of ImageNet classes (named by WordNet id, as ImageNet's own folders
     are, or by category; a subset keeps those classes' outputs), or a Hugging Face classifier whose
-    labels are the classes in order. Such a teacher is used as it is."""
+    labels name every class (the same subset rule). Such a teacher is used as it is."""
     weights = model_weights(node)
     if weights is None or node.get("_target_") is not None:
         return False
     if node.get("source") == "hf":
-        from distill.models.hf_models import _source_config, labels_match, labels_of
+        from distill.models.hf_models import covers, pretrained_labels
 
-        return labels_match(labels_of(_source_config(str(node.name))), classes)
+        return covers(pretrained_labels(str(node.name)), classes)
     if node.get("source") is not None:  # timm: fine-tuned (its checkpoints carry no class names)
         return False
     import torchvision

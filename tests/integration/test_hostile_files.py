@@ -132,6 +132,11 @@ def test_a_stored_download_flag_never_downloads(tmp_path):
         # a Hugging Face model is rebuilt from the config the file carries, never fetched by name
         ({"name": "hf/someone/repo"}, "kwargs.config is not JSON"),
         ({"name": "hf/someone/repo", "kwargs": {"config": '{"auto_map": {}}'}}, "kwargs.config has no model_type"),
+        # transformers' timm_wrapper names a timm model (hf-hub:, local-dir:) and timm's loading arguments
+        (
+            {"name": "hf/someone/repo", "kwargs": {"config": '{"model_type": "timm_wrapper", "architecture": "x"}'}},
+            "is a timm_wrapper config",
+        ),
         ({"kwargs": {"bogus": 1}}, "bad model arguments for mlp"),
         ({"kwargs": {"hidden": [{"_target_": "os.getcwd"}]}}, "model.kwargs="),
         ({"num_classes": True}, "model.num_classes=True"),

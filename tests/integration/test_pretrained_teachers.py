@@ -62,7 +62,14 @@ def hf_folders(tmp_path_factory) -> dict[str, Path]:
     transformers = pytest.importorskip("transformers")
     root = tmp_path_factory.mktemp("hf")
     folders = {}
-    for kind, labels in (("digits", [str(i) for i in range(10)]), ("animals", ["cat", "dog", "eel"])):
+    kinds = {
+        "digits": [str(i) for i in range(10)],
+        "animals": ["cat", "dog", "eel"],
+        "shuffled": [str(i) for i in (3, 1, 4, 0, 5, 9, 2, 6, 8, 7)],  # the classes, in another order
+        "superset": ["cat", *[str(i) for i in range(9, -1, -1)], "dog"],  # the classes among others
+        "others": [f"class {i}" for i in range(10)],  # as many outputs, other classes
+    }
+    for kind, labels in kinds.items():
         config = transformers.ViTConfig(
             image_size=16, patch_size=4, num_channels=3, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
             intermediate_size=64, id2label=dict(enumerate(labels)), label2id={c: i for i, c in enumerate(labels)},
@@ -108,3 +115,46 @@ def test_a_missing_hugging_face_model_is_one_line(tmp_path, monkeypatch):
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # read at import: set for this process
     with pytest.raises(UserError, match=r"cannot read the Hugging Face model 'nobody/nothing'.*hf download"):
         api.run("train", ["teacher=hf", "teacher.name=nobody/nothing", *SMALL, *ONE, f"paths.root={tmp_path}"])
+
+
+@pytest.mark.parametrize("kind", ["shuffled", "superset", "others"])
+def test_a_hugging_face_head_keeps_exactly_its_outputs_for_the_datasets_classes(hf_folders, kind):
+    """Rows of the checkpoint's head for the dataset's classes, in the classes' order; a fresh head when
+    its labels are other classes, even with as many outputs."""
+    import transformers
+    from safetensors.torch import load_file
+
+    from distill.models.hf_models import pretrained_labels, resolve
+    from distill.models.registry import build_model
+
+    classes = [str(i) for i in range(10)]
+    name = str(hf_folders[kind])
+    model = build_model(
+        f"hf/{name}", 10, 1, (8, 8), (0.5,), (0.25,), "pretrained", {"config": resolve(name, classes)}, classes
+    )
+    head = load_file(hf_folders[kind] / "model.safetensors")["classifier.weight"]
+    labels = pretrained_labels(name)
+    if kind == "others":
+        assert not any(torch.equal(model.net.classifier.weight[i], head[i]) for i in range(10))
+    else:
+        assert torch.equal(model.net.classifier.weight, head[[labels.index(c) for c in classes]])
+    assert transformers is not None and model.net.config.id2label[0] == "0"
+
+
+def test_a_config_from_a_file_cannot_choose_an_attention_kernel_or_a_pretrained_backbone():
+    """Entries of a stored config that would fetch a kernel or weights are dropped (or turned off)."""
+    pytest.importorskip("transformers")
+    import json
+
+    from distill.models.hf_models import _config
+
+    stored = {
+        "model_type": "vit", "hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2,
+        "intermediate_size": 32, "image_size": 8, "patch_size": 4,
+        "attn_implementation": "kernels-community/flash-attn", "_attn_implementation": "kernels-community/flash-attn",
+        "use_pretrained_backbone": True, "quantization_config": {"quant_method": "bitsandbytes"},
+    }  # fmt: skip
+    config = _config(json.dumps(stored))
+    assert "kernels" not in str(getattr(config, "_attn_implementation", None))
+    assert config.use_pretrained_backbone is False
+    assert getattr(config, "quantization_config", None) is None

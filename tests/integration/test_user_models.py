@@ -144,3 +144,31 @@ def test_on_the_command_line_a_refused_file_is_one_line_and_exit_code_2(distille
     )
     assert done.returncode == 2, done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and "trust_code" in done.stderr
+
+
+def test_resume_replays_the_users_target_only_when_named_again(tmp_path):
+    """A run folder cannot grant itself trust: its stored trust_code is dropped, and its stored _target_
+    overrides are replayed only when the resume command names them (trust_code=...)."""
+    import yaml
+
+    from distill.config.resume import resume_args
+
+    run = tmp_path / "run"
+    (run / ".hydra").mkdir(parents=True)
+    (run / "checkpoints").mkdir()
+    (run / "checkpoints" / "state.pt").write_bytes(b"state")
+    (run / "config.yaml").write_text("stage: train\n")
+    stored = [
+        "student=custom",
+        f"student._target_={STUDENT}",
+        "teacher.checkpoint=/x/evil.safetensors",
+        "trust_code=true",
+    ]
+    (run / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(stored))
+    with pytest.raises(UserError, match=rf"names code.*add trust_code={STUDENT} to name it again"):
+        resume_args("train", [f"resume={run}"])
+    with pytest.raises(UserError, match="names code"):  # naming another target opens nothing
+        resume_args("train", [f"resume={run}", "trust_code=usermodels_kd.nets.BigNet"])
+    args = resume_args("train", [f"resume={run}", f"trust_code={STUDENT}"])
+    assert f"student._target_={STUDENT}" in args and f"trust_code={STUDENT}" in args
+    assert "trust_code=true" not in args

@@ -15,7 +15,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from distill import config_dir
@@ -62,6 +62,11 @@ def _override(key: str, value) -> str:
 
 @FUZZ
 @given(overrides=st.lists(st.builds(_override, keys, scalars), min_size=1, max_size=3))
+# besides the generated cases: the keys that name or trust code, each value a sound one
+@example(overrides=["student._target_=null", "trust_code=false"])
+@example(overrides=["trust_code=[distill.models.cifar.resnet8x4]", "seed=3"])
+@example(overrides=["student=custom", "student._target_=distill.models.cifar.resnet8x4"])
+@example(overrides=["teacher._target_=distill.models.small.lenet5", "trust_code=true"])
 def test_any_config_override_is_accepted_or_refused_in_one_line(overrides):
     err = io.StringIO()
     GlobalHydra.instance().clear()
