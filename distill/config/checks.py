@@ -174,6 +174,13 @@ def hf_problems(node: DictConfig, role: str) -> list[str]:
     problems = []
     if importlib.util.find_spec("transformers") is None:
         problems.append(f"{role}=hf needs the optional extra: pip install 'distill[hf]'")
+    else:  # its config, read now (a folder, or the hub cache): a missing model is refused before any run
+        from distill.models.hf_models import pretrained_labels
+
+        try:
+            pretrained_labels(str(node.name))
+        except UserError as e:
+            problems.append(f"{role}: {e}")
     if node.get("weights") not in (None, "pretrained"):
         problems.append(f"{role}.weights must be pretrained or null for a Hugging Face model, got {node.weights!r}")
     return problems
