@@ -26,6 +26,7 @@ from distill.engine.tables import console, print_table
 from distill.errors import UserError
 from distill.export.bare import bare_metadata, write_bare
 from distill.export.onnx import check_onnx, export_onnx
+from distill.export.pt2 import check_pt2, export_pt2
 from distill.export.quantize import ort_accuracy, ort_latency_ms, quantize_static_int8
 from distill.stages.eval import load_split
 
@@ -38,6 +39,8 @@ def validate(cfg: DictConfig) -> None:
         check_weights(cfg.run)
     except UserError as e:
         errors.append(f"run: {e}")
+    if not isinstance(cfg.get("pt2", False), bool):
+        errors.append(f"pt2 must be true or false, got {cfg.pt2!r}")
     if not isinstance(cfg.check_images, int) or cfg.check_images < 1:
         errors.append(f"check_images must be a whole number >= 1, got {cfg.check_images!r}")
     if not isinstance(cfg.tolerance, (int, float)) or cfg.tolerance <= 0:
@@ -98,12 +101,23 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                   f"{meta['bare_network']['build']}.load_state_dict(...))")  # fmt: skip
     result = {"stage": "export", "onnx": str(out), "model_json": str(meta_path), "max_abs_diff": diff}
     result["bare_network"] = str(bare)
+    if cfg.get("pt2"):
+        pt2 = export_pt2(model, images[:2], out.with_suffix(".pt2"))
+        pt2_diff = check_pt2(model, pt2, images)
+        if pt2_diff > cfg.tolerance:
+            pt2.unlink(missing_ok=True)
+            raise RuntimeError(f"torch.export's program differs from the model by {pt2_diff:.3g} > {cfg.tolerance:g}")
+        result["pt2"] = str(pt2)
+        meta["pt2"] = {"file": pt2.name, "max_abs_diff": pt2_diff}
+        write_json(meta_path, meta)
+        console.print(f"wrote {pt2} (torch.export; max abs diff {pt2_diff:.2e} on the same images)")
     if cfg.get("quantize") == "int8":
         result["int8"] = _int8(cfg, out, (config, weights), run_dir, spec.name)
         meta["int8"] = result["int8"]
         write_json(meta_path, meta)
     # the run logged to MLflow: its ONNX files join its artifacts
     exported = [out, meta_path, bare, *([Path(result["int8"]["path"])] if "int8" in result else [])]
+    exported += [Path(result["pt2"])] if "pt2" in result else []
     if all(log_artifact_to(RunDir(run_dir).summary, p) for p in exported if p.is_file()):
         result["mlflow_artifacts"] = [p.name for p in exported if p.is_file()]
     return result

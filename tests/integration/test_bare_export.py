@@ -74,3 +74,19 @@ def test_the_bare_network_loads_into_a_fresh_timm_model_with_the_onnx_files_logi
     meta = json.loads((run / "model.json").read_text())["bare_network"]
     assert meta["library"] == "timm" and meta["build"].startswith("timm.create_model('resnet18', num_classes=10")
     _same_as_onnx(run, timm.create_model("resnet18", num_classes=10, in_chans=1))
+
+
+def test_pt2_is_the_student_with_its_preprocessing_for_any_batch_size(tmp_path):
+    """``pt2=true``: torch.export's program of the model (normalisation, channel repeat, resize inside)."""
+    from distill.engine.checkpoint import load_model
+
+    run = tmp_path / "run"
+    data = ["dataset=synthetic", "dataset.n_train=64", "dataset.n_eval=32", "dataset.size=16", "dataset.channels=1"]
+    api.run("teacher", ["teacher=lenet5", *data, *ONE_EPOCH, f"paths.output_dir={run}"])  # resized to 32 inside
+    result = api.run("export", [f"run={run}", "pt2=true", "check_images=16"])
+    program = torch.export.load(result["pt2"]).module()
+    model = load_model(run)[0]
+    images = torch.rand(5, 1, 16, 16)  # a batch size it was not traced with
+    with torch.no_grad():
+        torch.testing.assert_close(program(images), model(images), atol=1e-5, rtol=1e-5)
+    assert json.loads((run / "model.json").read_text())["pt2"]["max_abs_diff"] <= 1e-4
