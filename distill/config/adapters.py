@@ -3,6 +3,7 @@ descriptions and keys, the run folder, the resolved config, the resumed state, t
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 from pathlib import Path
@@ -15,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from distill.config.checks import logger_names, plain_value
 from distill.data.base import Splits
+from distill.engine.memo import remembered
 from distill.engine.runs import RESUME_FREE, RunDir
 from distill.engine.settings import TrainerSettings
 from distill.engine.supervised import Recipe
@@ -51,8 +53,10 @@ def load_data(cfg: DictConfig) -> Splits:
     one line instead of Hydra's "Error in call to target ..." wrapping."""
     from hydra.errors import InstantiationException
 
-    try:
-        return instantiate(cfg.dataset, _convert_="all")
+    node = OmegaConf.to_container(cfg.dataset, resolve=True)
+    key = ("data", json.dumps(node, sort_keys=True, default=str))
+    try:  # a sweep's members read the same data once (they differ in other settings)
+        return remembered(sweep_scope(), key, lambda: instantiate(cfg.dataset, _convert_="all"))
     except InstantiationException as e:
         cause = e.__cause__
         while cause is not None and not isinstance(cause, UserError) and cause.__cause__ is not None:
@@ -60,6 +64,20 @@ def load_data(cfg: DictConfig) -> Splits:
         if isinstance(cause, UserError):
             raise cause from None
         raise
+
+
+def sweep_scope() -> str | None:
+    """The sweep this run is a member of (its folder), when Hydra runs its members in this process;
+    None otherwise. What the members share is remembered in this scope (:mod:`distill.engine.memo`)."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+            return str(Path(str(HydraConfig.get().sweep.dir)).resolve())
+    except (ImportError, ValueError):
+        pass
+    return None
 
 
 def model_name(node: DictConfig | dict) -> str:

@@ -5,7 +5,7 @@ Typed arguments only; the stages read them from the config (``distill.config.ada
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ from distill.data.base import Splits
 from distill.engine.checkpoint import read_weights
 from distill.engine.fit import FitResult, fit
 from distill.engine.loop import Teachers, eval_batch, predict
+from distill.engine.memo import remembered
 from distill.engine.metrics import speed, topk_accuracy
 from distill.engine.runs import RunDir
 from distill.engine.settings import TrainerSettings
@@ -46,18 +47,24 @@ def describe(
     device: torch.device,
     logits: torch.Tensor | None = None,
     params: int | None = None,
+    scope: Hashable | None = None,
+    arch: Hashable | None = None,
 ) -> dict[str, Any]:
     """Test accuracy, parameters, size on disk, latency per image and inference throughput.
-    ``params``: the parameter count, for a model that does not hold its own (an onnxruntime teacher)."""
+    ``params``: the parameter count, for a model that does not hold its own (an onnxruntime teacher).
+    ``arch``: what the speed depends on (the architecture and its arguments), to measure it once per
+    ``scope`` (a sweep: its members train the same architecture with other settings)."""
     if logits is None:
         cl, workers = settings.channels_last, settings.num_workers
         logits = predict(model, data.test_x, settings.eval_batch_size, device, channels_last=cl, num_workers=workers)
     example = data.test_x[:1].to(device).float().div(255)
+    batch = eval_batch(64, data.test_x, device)
+    key = ("speed", arch, tuple(example.shape), str(device), torch.get_num_threads(), settings.channels_last, batch)
     return {
         "test_acc": round(topk_accuracy(logits, data.test_y), 6),
         "params": count_params(model) if params is None else params,
         "size_bytes": weights_path.stat().st_size if weights_path else None,
-        **speed(model.eval(), example, batch_size=eval_batch(64, data.test_x, device)),
+        **remembered(scope if arch is not None else None, key, lambda: speed(model.eval(), example, batch_size=batch)),
     }
 
 

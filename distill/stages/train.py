@@ -11,6 +11,7 @@ config are :mod:`distill.config.train_checks`.
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -30,12 +31,14 @@ from distill.config.adapters import (
     resume_state,
     save_resolved_config,
     setup,
+    sweep_scope,
     train_recipe,
 )
 from distill.config.checks import plain_value
 from distill.config.entry import hydra_entry
 from distill.config.train_checks import validate
 from distill.engine import distributed as dist
+from distill.engine.memo import remembered
 from distill.engine.runs import RunDir, env_info, find_runs, write_json
 from distill.engine.supervised import describe, run_figures, train_supervised
 from distill.engine.tables import MODEL_COLUMNS, model_row, print_table
@@ -92,8 +95,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         return {"stage": "train", "rank": dist.rank()}
     if plan.online:
         teachers.finish_peers(got.teachers, data, settings, device, int(cfg.seed))
-    s_desc = describe(student, best, data, settings, device)
-    t_desc = describe(got.model, got.path, data, settings, device, params=got.params) if got.describable else None
+    scope = sweep_scope()  # a sweep's members measure an architecture's speed, and describe their teacher, once
+    s_desc = describe(student, best, data, settings, device, scope=scope, arch=json.dumps(spec.kwargs) + spec.name)
+    t_desc = _teacher_description(got, data, settings, device, scope) if got.describable else None
     alone = _student_alone(cfg, settings.epochs) if got.model is not None else None
     warnings = _weak_teacher(t_desc, alone)
     summary = {
@@ -120,6 +124,22 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     write_json(RunDir(run_dir).summary, summary)
     _print_result(summary, plan, t_desc, s_desc, run_dir)
     return summary
+
+
+def _teacher_description(got: Any, data: Any, settings: Any, device: Any, scope: str | None) -> dict[str, Any]:
+    """The teacher's test accuracy, size and speed; in a sweep, once for the same weights file, data
+    (the same object: read once per sweep) and way of running it."""
+    path = got.path
+    stat = path.stat() if path is not None and path.is_file() else None
+    key = (
+        "teacher", str(path), stat and (stat.st_size, stat.st_mtime_ns), id(data), got.backend,
+        settings.teacher_precision, settings.precision, settings.channels_last, str(device),
+    )  # fmt: skip
+    return remembered(
+        scope if stat is not None else None,
+        key,
+        lambda: describe(got.model, path, data, settings, device, params=got.params),
+    )
 
 
 def _resumed_teacher(state: dict | None) -> Path | None:
