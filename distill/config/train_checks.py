@@ -14,7 +14,7 @@ from distill.config.adapters import BLACK_BOX, as_list, model_name, uses_teacher
 from distill.config.checks import check_distill, check_number, check_path, check_training, plain_value, raise_if
 from distill.config.entry import given_overrides
 from distill.engine.cache import cache_dir_problem
-from distill.engine.checkpoint import read_weights, spec_of, weights_path
+from distill.engine.checkpoint import checked_metadata, spec_of, weights_path
 from distill.engine.taps import HEAD
 from distill.errors import UserError, closest
 from distill.models.logits_teacher import LogitsFileTeacher
@@ -163,7 +163,7 @@ def validate(cfg: DictConfig) -> None:
     if uses_teacher_ and not online and not black_box and cfg.teacher.checkpoint is not None and not errors:
         try:
             path = weights_path(str(cfg.teacher.checkpoint))
-            spec = spec_of(read_weights(path)[1], path)  # refuses pickles, corrupt files, odd model descriptions
+            spec = spec_of(checked_metadata(path), path)  # refuses pickles, corrupt files, odd model descriptions
             if spec is not None:
                 check_buildable(spec, path)
         except UserError as e:

@@ -97,6 +97,28 @@ def _read_tensors(path: Path, names: list[str]) -> dict[str, torch.Tensor]:
     return out
 
 
+# Files already read whole and found sound (checksum and all), by path, size and modification time:
+# the checks of a sweep's jobs (and of each member before it runs) open one teacher file once.
+_CHECKED: dict[tuple[str, int, int], dict[str, str]] = {}
+
+
+def checked_metadata(path: str | Path) -> dict[str, str]:
+    """The metadata of a safetensors file, after reading it whole as :func:`read_weights` does; a file
+    unchanged since it was last found sound here is not read again."""
+    path = Path(path)
+    try:
+        stat = path.stat()
+        key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    except OSError:
+        key = None
+    if key is not None and key in _CHECKED:
+        return _CHECKED[key]
+    meta = read_weights(path)[1]
+    if key is not None:
+        _CHECKED[key] = meta
+    return meta
+
+
 def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Tensors and metadata of a safetensors file; a clear UserError for anything else."""
     path = Path(path)
@@ -218,7 +240,7 @@ def check_weights(run: str | Path) -> Path:
     """Raises UserError unless ``run`` is a distill weights file (or a run folder holding one) whose
     model can be built."""
     path = weights_path(run)
-    check_buildable(_required_spec(read_weights(path)[1], path), path)
+    check_buildable(_required_spec(checked_metadata(path), path), path)
     return path
 
 

@@ -141,13 +141,24 @@ def build_loaded(spec: ModelSpec, tensors: dict[str, torch.Tensor], path: Path) 
     return model
 
 
+# Descriptions already found buildable (as JSON): a sweep's jobs check one teacher once.
+_BUILDABLE: set[str] = set()
+
+
 def check_buildable(spec: ModelSpec, path: Path) -> None:
     """Raises a UserError naming ``path`` when the model it describes cannot be built (checked on the
     meta device: no memory, no initialisation)."""
+    import json
+    from dataclasses import asdict
+
+    described = json.dumps(asdict(spec), sort_keys=True)
+    if described in _BUILDABLE:
+        return
     try:
         with torch.device("meta"):
             build_from_spec(spec)
     except UserError as e:
         raise UserError(f"{path}: {e}") from None
     except (RuntimeError, NotImplementedError):  # needs real tensors to build: checked when it is built
-        pass
+        return
+    _BUILDABLE.add(described)
