@@ -53,8 +53,12 @@ def load_data(cfg: DictConfig) -> Splits:
     one line instead of Hydra's "Error in call to target ..." wrapping."""
     from hydra.errors import InstantiationException
 
+    from distill.data.stored import builders
+
     node = OmegaConf.to_container(cfg.dataset, resolve=True)
-    key = ("data", json.dumps(node, sort_keys=True, default=str))
+    # distill's loaders draw from generators of their own; one of yours might use the seeded global one
+    seed = None if node.get("_target_") in builders() else int(cfg.get("seed", 0))
+    key = ("data", json.dumps(node, sort_keys=True, default=str), seed)
     try:  # a sweep's members read the same data once (they differ in other settings)
         return remembered(sweep_scope(), key, lambda: instantiate(cfg.dataset, _convert_="all"))
     except InstantiationException as e:
