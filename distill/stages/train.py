@@ -69,6 +69,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         save_resolved_config(cfg, run_dir)
         write_json(RunDir(run_dir).env, env_info(device))
     got = teachers.serve(got, plan, data, device)
+    settings = got.settings  # the teacher's runtime, when it runs at every step, is settled by serve
     loggers = open_loggers(cfg, run_dir, "train")
     spec = model_spec(cfg.student, data)
     try:

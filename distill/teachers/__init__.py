@@ -45,8 +45,6 @@ def prepare(
         return TeacherSetup(None, None, None, settings)
     teacher, path = load_teacher(plan, data, device, settings, resumed)
     extra = [load_frozen(weights_path(p), data, device, settings)[0] for p in plan.extra]
-    if not getattr(teacher, "takes_index", False):
-        settings = settle_runtime(plan, teacher, path, data, settings)
     teachers = Teachers([teacher, *extra], precision=settings.teacher_autocast())
     name = getattr(teacher, "distill_name", plan.name)
     return TeacherSetup(teachers, teacher, path, settings, _params(teacher), name=name)
@@ -66,6 +64,13 @@ def serve(setup: TeacherSetup, plan: TeacherPlan, data: Splits, device: torch.de
     if cached is not None:
         setup.teachers = Teachers([cached])
         return setup
+    # the teacher runs at every step: where it is faster on this machine (measured once per teacher and
+    # CPU). Not before: a run the cache serves never pays for the measurement (an onnxruntime session
+    # beside the PyTorch teacher: its peak memory) nor runs the teacher per step
+    teacher = setup.teachers.models[0]
+    if not getattr(teacher, "takes_index", False) and setup.path is not None:
+        setup.settings = settle_runtime(plan, teacher, setup.path, data, setup.settings)
+        setup.teachers.precision = setup.settings.teacher_autocast()
     setup.teachers, setup.backend = teacher_backend(setup, plan, data, device)
     if setup.backend == "onnxruntime":  # the PyTorch copy goes: its weights live in onnxruntime now
         setup.model = setup.teachers.models[0]
