@@ -122,11 +122,23 @@ def explain(stage: str, error: Exception, overrides: list[str]) -> str:
     bad_key = re.search(r"Could not override '([^']+)'", text) or re.search(r"Key '([^']+)' is not in struct", text)
     if bad_key:
         key = bad_key.group(1)
-        from hydra import compose
-
-        base = compose(config_name=stage, overrides=[])
-        return f"unknown config key {key!r}{closest(key, flat_keys(base))}; `distill {stage} --cfg job` shows every key"
+        return f"unknown config key {key!r}{closest(key, _keys(stage))}; `distill {stage} --cfg job` shows every key"
     return first_line(error)
+
+
+_KEYS: dict[tuple, list[str]] = {}
+
+
+def _keys(stage: str) -> list[str]:
+    """Every key of ``stage``'s config as shipped, composed once per stage and config search path."""
+    from hydra import compose
+    from hydra.core.global_hydra import GlobalHydra
+
+    sources = GlobalHydra.instance().config_loader().get_sources()
+    where = (stage, *((source.provider, source.path) for source in sources))
+    if where not in _KEYS:
+        _KEYS[where] = flat_keys(compose(config_name=stage, overrides=[]))
+    return _KEYS[where]
 
 
 _KINDS = {"Integer": "a whole number", "Float": "a number", "Boolean": "true or false"}
