@@ -146,7 +146,16 @@ def call_arguments(fn: Callable[..., Any], target: str, data: dict[str, Any], kw
         params = inspect.signature(fn).parameters
     except (TypeError, ValueError):  # a builtin without a signature: give it the kwargs only
         return dict(kwargs)
+    if unknown := unknown_kwargs(params, kwargs):
+        raise UserError(f"{target} takes no argument {', '.join(unknown)}")
     return {**{k: v for k, v in data.items() if k in params}, **kwargs}
+
+
+def unknown_kwargs(params: Any, kwargs: dict[str, Any]) -> list[str]:
+    """The ``kwargs`` a signature's ``params`` do not take (none when it takes ``**kwargs``)."""
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return []
+    return [k for k in kwargs if k not in params]
 
 
 def _first_conv_channels(net: nn.Module) -> int | None:
