@@ -8,6 +8,7 @@ about channels, sizes or normalisation, and the exported ONNX graph carries all 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,17 @@ class Classifier(nn.Module):
         return out if isinstance(out, torch.Tensor) else out.logits  # Hugging Face models return an output object
 
 
+def weights_categories(name: str, weights: str) -> list[str] | None:
+    """The class names of torchvision's ``weights`` (an enum name or ``DEFAULT``) of model ``name``, or
+    None when the model or its weights are not torchvision's."""
+    try:
+        enum = torchvision.models.get_model_weights(name)
+        return (enum.DEFAULT if weights == "DEFAULT" else enum[weights]).meta.get("categories")
+    except (ValueError, KeyError, AttributeError):
+        return None
+
+
+@functools.cache
 def imagenet_wnids() -> list[str]:
     """ImageNet-1k's WordNet ids in class-index order (an ImageNet folder's class names, sorted)."""
     return (Path(__file__).with_name("imagenet_wnids.txt")).read_text().split()
@@ -155,8 +167,7 @@ def _torchvision_net(
                 f"place the file in {torch.hub.get_dir()}/checkpoints or use teacher.checkpoint=PATH"
             ) from e
         # an ImageNet checkpoint for a folder of ImageNet classes keeps those classes' outputs as they are
-        meta = (enum.DEFAULT if weights == "DEFAULT" else enum[weights]).meta
-        _replace_head(net, num_classes, pretrained_rows(meta.get("categories"), classes))
+        _replace_head(net, num_classes, pretrained_rows(weights_categories(name, weights), classes))
         size = (min_side, min_side) if (exact or side < min_side) else None
         return net, size
     if exact:

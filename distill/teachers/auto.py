@@ -74,16 +74,9 @@ def pretrained_for(node: DictConfig, classes: list[str]) -> bool:
         return covers(pretrained_labels(str(node.name)), classes)
     if node.get("source") is not None:  # timm: fine-tuned (its checkpoints carry no class names)
         return False
-    import torchvision
+    from distill.models.registry import pretrained_rows, weights_categories
 
-    from distill.models.registry import pretrained_rows
-
-    try:
-        enum = torchvision.models.get_model_weights(str(node.name))
-        categories = (enum.DEFAULT if weights == "DEFAULT" else enum[weights]).meta.get("categories")
-    except (ValueError, KeyError, AttributeError):  # not a torchvision model, or no such weights
-        return False
-    return pretrained_rows(categories, classes) is not None
+    return pretrained_rows(weights_categories(str(node.name), str(weights)), classes) is not None
 
 
 def recipe(config: dict[str, Any]) -> dict[str, Any]:
