@@ -53,14 +53,8 @@ def load_data(cfg: DictConfig) -> Splits:
     one line instead of Hydra's "Error in call to target ..." wrapping."""
     from hydra.errors import InstantiationException
 
-    from distill.data.stored import builders
-
-    node = OmegaConf.to_container(cfg.dataset, resolve=True)
-    # distill's loaders draw from generators of their own; one of yours might use the seeded global one
-    seed = None if node.get("_target_") in builders() else int(cfg.get("seed", 0))
-    key = ("data", json.dumps(node, sort_keys=True, default=str), seed)
     try:  # a sweep's members read the same data once (they differ in other settings)
-        return remembered(sweep_scope(), key, lambda: instantiate(cfg.dataset, _convert_="all"))
+        return remembered(sweep_scope(), data_key(cfg), lambda: instantiate(cfg.dataset, _convert_="all"))
     except InstantiationException as e:
         cause = e.__cause__
         while cause is not None and not isinstance(cause, UserError) and cause.__cause__ is not None:
@@ -68,6 +62,16 @@ def load_data(cfg: DictConfig) -> Splits:
         if isinstance(cause, UserError):
             raise cause from None
         raise
+
+
+def data_key(cfg: DictConfig) -> tuple:
+    """What the data :func:`load_data` reads depends on: the resolved dataset config, and the seed for a
+    loader of yours (distill's draw from generators of their own; yours might use the seeded global one)."""
+    from distill.data.stored import builders
+
+    node = OmegaConf.to_container(cfg.dataset, resolve=True)
+    seed = None if node.get("_target_") in builders() else int(cfg.get("seed", 0))
+    return ("data", json.dumps(node, sort_keys=True, default=str), seed)
 
 
 def sweep_scope() -> str | None:

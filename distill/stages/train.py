@@ -21,6 +21,7 @@ from omegaconf import DictConfig
 from distill import teachers
 from distill.config.adapters import (
     build_loss,
+    data_key,
     dataset_key,
     load_data,
     model_key,
@@ -98,7 +99,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         teachers.finish_peers(got.teachers, data, settings, device, int(cfg.seed))
     scope = sweep_scope()  # a sweep's members measure an architecture's speed, and describe their teacher, once
     s_desc = describe(student, best, data, settings, device, scope=scope, arch=json.dumps(spec.kwargs) + spec.name)
-    t_desc = _teacher_description(got, data, settings, device, scope) if got.describable else None
+    t_desc = _teacher_description(got, data, data_key(cfg), settings, device, scope) if got.describable else None
     alone = _student_alone(cfg, settings.epochs) if got.model is not None else None
     warnings = _weak_teacher(t_desc, alone)
     summary = {
@@ -127,13 +128,15 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     return summary
 
 
-def _teacher_description(got: Any, data: Any, settings: Any, device: Any, scope: str | None) -> dict[str, Any]:
+def _teacher_description(
+    got: Any, data: Any, read_from: tuple, settings: Any, device: Any, scope: str | None
+) -> dict[str, Any]:
     """The teacher's test accuracy, size and speed; in a sweep, once for the same weights file, data
-    (the same object: read once per sweep) and way of running it."""
+    (``read_from``: what it was read from) and way of running it."""
     path = got.path
     stat = path.stat() if path is not None and path.is_file() else None
     key = (
-        "teacher", str(path), stat and (stat.st_size, stat.st_mtime_ns), id(data), got.backend,
+        "teacher", str(path), stat and (stat.st_size, stat.st_mtime_ns), read_from, got.backend,
         settings.teacher_precision, settings.precision, settings.channels_last, str(device),
     )  # fmt: skip
     return remembered(
