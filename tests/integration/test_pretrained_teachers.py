@@ -17,7 +17,7 @@ from distill.engine.checkpoint import load_model
 from tests.conftest import FAST, cached_torchvision_weights, read_summary
 
 WNIDS = ["n01440764", "n01443537", "n01484850"]  # tench, goldfish, great white shark: ImageNet's first three
-ONE = ["trainer.epochs=1", "student=lenet5", "trainer.teacher_backend=torch", *FAST]
+ONE = ["trainer.epochs=1", "student=lenet5", "trainer.teacher_backend=torch", "trainer.teacher_precision=32", *FAST]
 # small grey 8-px images, classes "0".."9"
 SMALL = ["dataset=synthetic", "dataset.n_train=160", "dataset.n_eval=40", "dataset.size=8", "dataset.channels=1"]
 

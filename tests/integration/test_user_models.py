@@ -48,7 +48,15 @@ class BigNet(nn.Module):
 '''
 STUDENT = "usermodels_kd.nets.make_net"
 TEACHER = "usermodels_kd.nets.BigNet"
-DATA = ["dataset=digits", "trainer.epochs=5", "optim.lr=0.1", *FAST]
+# precision and teacher backend explicit: the same numbers on AVX2-only and AVX-512/bf16 CPUs
+DATA = [
+    "dataset=digits",
+    "trainer.epochs=5",
+    "optim.lr=0.1",
+    "trainer.teacher_precision=32",
+    "trainer.teacher_backend=torch",
+    *FAST,
+]
 
 
 @pytest.fixture(scope="module")
