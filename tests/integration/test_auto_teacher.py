@@ -37,6 +37,7 @@ def _finished_teachers(root: Path) -> list[Path]:
     return sorted(p.parent for p in root.glob("teacher/**/summary.json"))
 
 
+@pytest.mark.slow  # end to end across processes or runs: CI's second step
 def test_two_runs_needing_one_teacher_train_it_once(tmp_path):
     root = tmp_path / "outputs"
     procs = [_launch(*TRAIN, "teacher=lenet5", f"paths.root={root}", f"seed={s}", cwd=tmp_path) for s in (0, 1)]
@@ -51,6 +52,7 @@ def test_two_runs_needing_one_teacher_train_it_once(tmp_path):
     assert any("teacher: reusing" in o for o in outs), outs
 
 
+@pytest.mark.slow  # end to end across processes or runs: CI's second step
 def test_an_interrupted_teacher_is_continued_by_the_rerun(tmp_path):
     root = tmp_path / "outputs"
     args = [*TRAIN, "teacher=lenet5", f"paths.root={root}"]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from distill import api
 from tests.conftest import (
     DIGITS,
@@ -32,6 +34,7 @@ def test_born_again_chain_runs_each_generation_from_the_last(digits_teacher, tmp
     assert read_summary(gen2)["teacher_weights"] == str((gen1 / "checkpoints" / "best.safetensors").resolve())
 
 
+@pytest.mark.slow  # end to end across processes or runs: CI's second step
 def test_a_chain_of_different_models(tmp_path):
     summary = api.run(
         "chain", ["chain.models=[resnet18,lenet5,mlp]", *DIGITS, "trainer.epochs=1", outputs_root(tmp_path)]

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 WORKERS = 4
 
@@ -34,6 +35,7 @@ def _build_in_a_process(root: str, barrier, results) -> None:
         results.put(("error", repr(e), None, None))
 
 
+@pytest.mark.slow  # end to end across processes or runs: CI's second step
 def test_concurrent_builders_of_one_key_all_succeed_and_share_one_entry(tmp_path: Path):
     ctx = mp.get_context("spawn")  # fresh interpreters, as separate runs are
     barrier, results = ctx.Barrier(WORKERS), ctx.Queue()
