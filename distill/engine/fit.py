@@ -150,6 +150,7 @@ def fit(
             t0 = time.perf_counter()
             first = start_step if epoch == start_epoch else 0
             base = running.seen if running is not None and epoch == start_epoch else 0  # images before a resume
+            lr = optimizer.param_groups[0]["lr"]  # the epoch's own (scheduler.step() below sets the next one's)
 
             def on_step(step: int, run: Running, epoch: int = epoch, t0: float = t0, base: int = base) -> None:
                 seen = max(run.seen, 1)
@@ -194,7 +195,7 @@ def fit(
                 "train_acc": round(stats.acc, 6),
                 **{f"train_{k}": round(v, 6) for k, v in stats.parts.items()},
                 "val_acc": round(val_acc, 6),
-                "lr": optimizer.param_groups[0]["lr"],
+                "lr": lr,
                 "images_per_s": round(stats.images_per_s, 1),
                 "epoch_s": round(stats.seconds, 3),
             }
