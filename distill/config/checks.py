@@ -115,6 +115,8 @@ def check_training(cfg: DictConfig, errors: list[str], model_keys: tuple[str, ..
                 f"{precision}; drop one of them (teacher_backend=torch keeps {precision})"
             )
     check_choice(cfg, "trainer.progress", ("auto", "on", "off"), errors)
+    if cfg.trainer.get("log_every_s") is not None:
+        check_number(cfg, "trainer.log_every_s", errors, lo=0)
     if cfg.trainer.device == "cuda" and not torch.cuda.is_available():
         errors.append("trainer.device=cuda but no CUDA device is available; use trainer.device=auto or cpu")
     if cfg.trainer.precision == "16-mixed" and (cfg.trainer.device == "cpu" or not torch.cuda.is_available()):

@@ -142,8 +142,8 @@ def fit(
         st.epoch, st.step, st.running = epoch, step, run
         save_state(files.state, st.to_dict(trained, seed, device, extra_state))
 
-    progress = settings.progress if main else "off"
-    with Signals() as signals, EpochProgress(settings.epochs, len(loader), progress) as bar:
+    progress, every = (settings.progress, settings.log_every_s) if main else ("off", 0)
+    with Signals() as signals, EpochProgress(settings.epochs, len(loader), progress, every) as bar:
         bar.skip(start_epoch * len(loader) + start_step)
         for epoch in range(start_epoch, settings.epochs):
             loader.set_epoch(epoch)

@@ -17,7 +17,8 @@ STAMP = "%Y-%m-%d/%H-%M-%S_%f"
 # Keys a user may give when resuming a run (how it runs, not what it computes) ...
 # trust_code: never replayed from the folder; the resume command grants it again (see config/resume.py)
 RESUME_MAY_CHANGE = (
-    "trainer.progress", "trainer.threads", "trainer.num_workers", "trainer.save_every_steps", "trust_code"
+    "trainer.progress", "trainer.log_every_s", "trainer.threads", "trainer.num_workers", "trainer.save_every_steps",
+    "trust_code",
 )  # fmt: skip
 # ... and every key a resumed run's config may differ in from the run it continues.
 RESUME_FREE = ("resume", "paths.output_dir", *RESUME_MAY_CHANGE)

@@ -39,6 +39,7 @@ class TrainerSettings:
     eval_batch_size: int = 512
     threads: int | None = None
     progress: str = "auto"
+    log_every_s: float = 30.0
     mix: str = "none"
     mix_alpha: float = 1.0
     save_every_steps: int = 0

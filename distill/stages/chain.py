@@ -19,7 +19,7 @@ from distill.config.checks import plain_value, raise_if
 from distill.config.entry import compose_stage, hydra_entry
 from distill.engine.checkpoint import read_weights, spec_of, weights_path
 from distill.engine.runs import RunDir, write_json
-from distill.engine.tables import print_table
+from distill.engine.tables import print_folder, print_table
 from distill.errors import UserError
 from distill.stages import train as train_stage
 from distill.teachers import auto as auto_teacher
@@ -102,6 +102,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         ("step", "model", "test acc", "params", "run"),
         [[s["step"], s["model"], s["test_acc"], s["params"], s["run"]] for s in steps],
     )
+    print_folder("chain run folder", chain_dir)
     return result
 
 

@@ -30,7 +30,7 @@ from distill.config.checks import check_number, raise_if
 from distill.config.entry import hydra_entry
 from distill.engine.checkpoint import check_weights, load_model
 from distill.engine.runs import RunDir, read_json, write_json
-from distill.engine.tables import print_table
+from distill.engine.tables import print_folder, print_table
 from distill.errors import UserError
 from distill.export.onnx import export_onnx
 from distill.export.quantize import ort_latency_ms, quantize_static_int8
@@ -223,7 +223,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     plot(rows, run_dir / "compare.png", title)
     summary = {"stage": "compare", "teacher": str(weights), "candidates": rows}
     write_json(RunDir(run_dir).summary, summary)
-    log.info("wrote %s, compare.md, compare.png", run_dir / "compare.csv")
+    log.info("wrote compare.csv, compare.md, compare.png")
+    print_folder("compare run folder", run_dir)
     return summary
 
 

@@ -21,7 +21,7 @@ from distill.engine.checkpoint import check_weights, load_model, run_folder
 from distill.engine.loop import predict
 from distill.engine.metrics import expected_calibration_error, speed, topk_accuracy
 from distill.engine.runs import RunDir, read_json, write_json
-from distill.engine.tables import print_table
+from distill.engine.tables import print_folder, print_table
 from distill.errors import UserError
 from distill.models.registry import count_params
 
@@ -84,10 +84,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     write_json(run_dir / "eval.json", result)
     keys = ("top1", "top5", "ece", "teacher_top1", "teacher_agreement", "params", "latency_ms", "images_per_s")
     print_table(
-        f"{spec.name} on {data.name} {cfg.split} ({len(y)} images): {run_dir}",
+        f"{spec.name} on {data.name} {cfg.split} ({len(y)} images)",
         ["metric", "value"],
         [[k, result[k]] for k in keys if k in result],
     )
+    print_folder("eval.json written into run folder", run_dir)
     return result
 
 

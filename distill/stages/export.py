@@ -22,7 +22,7 @@ from distill.data.streaming import eval_recipe
 from distill.engine.checkpoint import check_weights, load_model, run_folder
 from distill.engine.loggers import log_artifact_to
 from distill.engine.runs import RunDir, read_json, write_json
-from distill.engine.tables import console, print_table
+from distill.engine.tables import console, print_folder, print_table
 from distill.errors import UserError
 from distill.export.bare import bare_metadata, write_bare
 from distill.export.onnx import check_onnx, export_onnx
@@ -120,6 +120,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     exported += [Path(result["pt2"])] if "pt2" in result else []
     if all(log_artifact_to(RunDir(run_dir).summary, p) for p in exported if p.is_file()):
         result["mlflow_artifacts"] = [p.name for p in exported if p.is_file()]
+    print_folder("exported into folder", out.parent)
     return result
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,7 @@ from distill.engine import distributed as dist
 from distill.engine.memo import remembered
 from distill.engine.runs import RunDir, env_info, find_runs, write_json
 from distill.engine.supervised import describe, run_figures, train_supervised
-from distill.engine.tables import MODEL_COLUMNS, model_row, print_table
+from distill.engine.tables import MODEL_COLUMNS, model_row, print_folder, print_table, teacher_far_below
 from distill.errors import UserError
 
 __all__ = ["main", "run", "validate"]
@@ -101,7 +102,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     s_desc = describe(student, best, data, settings, device, scope=scope, arch=json.dumps(spec.kwargs) + spec.name)
     t_desc = _teacher_description(got, data, data_key(cfg), settings, device, scope) if got.describable else None
     alone = _student_alone(cfg, settings.epochs) if got.model is not None else None
-    warnings = _weak_teacher(t_desc, alone)
+    warnings = _weak_teacher(t_desc, alone, s_desc["test_acc"])
     summary = {
         "stage": "train",
         "student": spec.name,
@@ -154,21 +155,25 @@ def _resumed_teacher(state: dict | None) -> Path | None:
     return Path(path) if path else None
 
 
-def _weak_teacher(t_desc: dict | None, alone: dict | None) -> list[str]:
-    """A warning (logged, and kept in the summary) when the teacher is no better than the student alone."""
-    if not (t_desc and alone and t_desc["test_acc"] <= alone["test_acc_mean"]):
-        return []
-    warning = (
-        f"the teacher ({t_desc['test_acc']:.4f}) is not above the student trained alone "
-        f"({alone['test_acc_mean']:.4f}, {alone['runs']} runs): distillation cannot be expected to help; "
-        "train a stronger teacher"
-    )
-    log.warning(warning)
-    return [warning]
+def _weak_teacher(t_desc: dict | None, alone: dict | None, student_acc: float | None) -> list[str]:
+    """Warnings (logged, and kept in the summary) when the teacher is no better than the student alone,
+    or far below the student it taught."""
+    warnings = []
+    if t_desc and alone and t_desc["test_acc"] <= alone["test_acc_mean"]:
+        warnings.append(
+            f"the teacher ({t_desc['test_acc']:.4f}) is not above the student trained alone "
+            f"({alone['test_acc_mean']:.4f}, {alone['runs']} runs): distillation cannot be expected to help; "
+            "train a stronger teacher"
+        )
+    below = teacher_far_below(t_desc["test_acc"] if t_desc else None, student_acc)
+    warnings += [below] if below else []
+    for warning in warnings:
+        log.warning(warning)
+    return warnings
 
 
 def _student_alone(cfg: DictConfig, epochs: int) -> dict[str, Any] | None:
-    """Mean test accuracy of finished alpha=0 runs of the same student, data and epochs, if any."""
+    """Test accuracy (mean, std) of finished alpha=0 runs of the same student, data and epochs, if any."""
     root = Path(str(cfg.paths.root))
     match = {
         "alpha": 0.0,
@@ -178,7 +183,10 @@ def _student_alone(cfg: DictConfig, epochs: int) -> dict[str, Any] | None:
         "epochs": epochs,
     }
     accs = [s["test_acc"] for _, s in find_runs(root, "train", **match)]
-    return {"test_acc_mean": round(sum(accs) / len(accs), 6), "runs": len(accs)} if accs else None
+    if not accs:
+        return None
+    std = statistics.stdev(accs) if len(accs) > 1 else 0.0
+    return {"test_acc_mean": round(statistics.fmean(accs), 6), "test_acc_std": round(std, 6), "runs": len(accs)}
 
 
 def _print_result(s: dict, plan: teachers.TeacherPlan, t_desc: dict | None, s_desc: dict, run_dir: Path) -> None:
@@ -196,10 +204,11 @@ def _print_result(s: dict, plan: teachers.TeacherPlan, t_desc: dict | None, s_de
     print_table(
         f"{s['dataset']}: T={s['temperature']:g} alpha={s['alpha']:g} loss={s['loss']}"
         + (f" + {s['beta']:g} x {method}" if method else "")
-        + f", best epoch {s['best_epoch']}/{s['epochs']} by val acc; run {run_dir}",
+        + f", best epoch {s['best_epoch']}/{s['epochs']} by val acc",
         MODEL_COLUMNS,
         rows,
     )
+    print_folder("train run folder", run_dir)
 
 
 main = hydra_entry("train", run, metric="val_acc")

@@ -33,7 +33,9 @@ from distill.teachers.supervised import train_teacher
 log = logging.getLogger("distill")
 
 # This run's settings the teacher is trained with: how, not what (they do not change its recipe).
-DEVICE_KEYS = ("device", "precision", "threads", "progress", "num_workers", "channels_last", "teacher_precision")
+DEVICE_KEYS = (
+    "device", "precision", "threads", "progress", "log_every_s", "num_workers", "channels_last", "teacher_precision"
+)  # fmt: skip
 # What a teacher run must share with the requested one to be reused: its model, data and recipe.
 RECIPE = ("teacher.", "dataset.", "optim.", "sched.", "trainer.epochs", "trainer.batch_size", "trainer.mix")
 _NOT_RECIPE = ("dataset.download", "teacher.checkpoint")

@@ -4,6 +4,7 @@ own. ``distill teacher`` runs it, and so does ``distill train`` for the teacher 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig
@@ -30,7 +31,7 @@ from distill.engine.loop import predict
 from distill.engine.metrics import topk_accuracy
 from distill.engine.runs import RunDir, env_info, write_json
 from distill.engine.supervised import describe, run_figures, train_supervised
-from distill.engine.tables import MODEL_COLUMNS, model_row, print_table
+from distill.engine.tables import MODEL_COLUMNS, model_row, print_folder, print_table
 from distill.losses.combined import DistillLoss
 from distill.losses.kd import KDLoss
 from distill.models.spec import build_from_spec
@@ -68,7 +69,7 @@ def keep_pretrained(cfg: DictConfig) -> dict[str, Any]:
     log.info("teacher %s kept as it is (pretrained, not trained): val acc %.4f", spec.name, kept.best_val_acc)
     summary = _summary(cfg, spec.name, data, desc, kept, best)
     write_json(RunDir(run_dir).summary, summary)
-    _print(spec.name, data.name, desc, "pretrained, as it is")
+    _print(spec.name, data.name, desc, "pretrained, as it is", run_dir)
     return summary
 
 
@@ -84,8 +85,9 @@ def _summary(cfg: DictConfig, name: str, data: Any, desc: dict, result: FitResul
     }
 
 
-def _print(name: str, dataset: str, desc: dict, how: str) -> None:
+def _print(name: str, dataset: str, desc: dict, how: str, run_dir: Path) -> None:
     print_table(f"teacher {name} on {dataset} ({how})", MODEL_COLUMNS, [model_row(f"teacher {name}", desc)])
+    print_folder("teacher run folder", run_dir)
 
 
 def train_teacher(cfg: DictConfig) -> dict[str, Any]:
@@ -125,5 +127,5 @@ def train_teacher(cfg: DictConfig) -> dict[str, Any]:
     summary = _summary(cfg, spec.name, data, desc, result, best)
     summary["loggers"] = loggers.finish(summary, [best])
     write_json(RunDir(run_dir).summary, summary)
-    _print(spec.name, data.name, desc, f"best epoch {result.best_epoch} by val acc")
+    _print(spec.name, data.name, desc, f"best epoch {result.best_epoch} by val acc", run_dir)
     return summary
