@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from typing import Any
 
 from distill import __version__
 from distill.config.overrides import compose_collecting, explain, validate_all
@@ -72,6 +73,30 @@ def _jobs(overrides: list[str], multirun: bool) -> list[list[str]]:
     return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
 
 
+def check_job(stage: str, compose: Any, job: list[str]) -> Any:
+    """One job's config, ``compose(job)`` inside an initialized Hydra, checked as the command line
+    checks it (also by ``distill.api``); a problem raises UserError with the line the CLI prints."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from distill.config.checks import missing_keys
+
+    module = importlib.import_module(stage_module(stage))  # also registers the config schemas
+    # ValueError: Hydra's own for e.g. `teacher=0` (a group given a number)
+    try:
+        cfg, problems = compose_collecting(compose, job)
+    except (HydraException, OmegaConfBaseException, ValueError, TypeError) as e:
+        raise UserError(explain(stage, e, job)) from None
+    need = missing_keys(cfg)
+    if need:
+        raise UserError(f"{', '.join(need)} must be given, e.g. {need[0]}=...")
+    try:
+        validate_all(module.validate, cfg, problems)
+    except OmegaConfBaseException as e:  # e.g. an interpolation ${...} that points nowhere
+        raise UserError(first_line(e)) from None
+    return cfg
+
+
 def precheck(stage: str, args: list[str]) -> None:
     """Composes and validates every job's config; exits 2 with one line on the first problem."""
     from hydra import compose, initialize_config_dir
@@ -79,9 +104,7 @@ def precheck(stage: str, args: list[str]) -> None:
     from omegaconf.errors import OmegaConfBaseException
 
     from distill import config_dir
-    from distill.config.checks import missing_keys
 
-    module = importlib.import_module(stage_module(stage))
     multirun = any(a in ("-m", "--multirun") for a in args)
     overrides = [a for a in args if not a.startswith("-")]
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3", job_name=stage):
@@ -91,20 +114,10 @@ def precheck(stage: str, args: list[str]) -> None:
         except (HydraException, OmegaConfBaseException, ValueError, TypeError) as e:
             _fail(stage, explain(stage, e, overrides))
         for job in jobs:
-            in_job = f" (in job {' '.join(job)})" if multirun else ""
             try:
-                cfg, problems = compose_collecting(lambda o: compose(config_name=stage, overrides=o), job)
-            except (HydraException, OmegaConfBaseException, ValueError, TypeError) as e:
-                _fail(stage, explain(stage, e, job))
-            try:
-                need = missing_keys(cfg)
-                if need:
-                    _fail(stage, f"{', '.join(need)} must be given, e.g. {need[0]}=...")
-                validate_all(module.validate, cfg, problems)
+                check_job(stage, lambda o: compose(config_name=stage, overrides=o), job)
             except UserError as e:
-                _fail(stage, f"{e}{in_job}")
-            except OmegaConfBaseException as e:  # e.g. an interpolation ${...} that points nowhere
-                _fail(stage, f"{first_line(e)}{in_job}")
+                _fail(stage, f"{e} (in job {' '.join(job)})" if multirun else str(e))
 
 
 def _torchrun_args(stage: str, args: list[str]) -> list[str]:
