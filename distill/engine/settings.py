@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 
 def fast_bf16(device: torch.device) -> bool:
     """Whether ``device`` runs bfloat16 matrix maths natively (so bf16 inference is faster, not emulated)."""
+    import torch
+
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     if device.type == "cpu":
@@ -59,6 +63,8 @@ class TrainerSettings:
         return "bf16-mixed" if fast_bf16(self.torch_device()) else self.precision
 
     def torch_device(self) -> torch.device:
+        import torch  # here, so that reading the config schema costs no torch import
+
         if self.device == "auto":
             return torch.device("cuda" if torch.cuda.is_available() else "cpu")
         return torch.device(self.device)

@@ -15,11 +15,11 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-import torchvision
 from torch import nn
 
 from distill.errors import UserError, closest
 from distill.models import cifar, small, user, vit
+from distill.models.names import torchvision_names
 
 # Our own architectures: name -> (constructor, input size it is built for, or None for native).
 # The constructors take num_classes and in_channels (those built at native size also image_size).
@@ -47,8 +47,8 @@ _EXACT_SIZE_PREFIXES = ("vit_", "swin_", "maxvit_")
 
 
 def torchvision_models() -> list[str]:
-    """Every torchvision classification model name."""
-    return sorted(torchvision.models.list_models(module=torchvision.models))
+    """Every torchvision classification model name (kept between runs: :mod:`distill.models.names`)."""
+    return torchvision_names()
 
 
 def available_models() -> list[str]:
@@ -93,6 +93,8 @@ class Classifier(nn.Module):
 def weights_categories(name: str, weights: str) -> list[str] | None:
     """The class names of torchvision's ``weights`` (an enum name or ``DEFAULT``) of model ``name``, or
     None when the model or its weights are not torchvision's."""
+    import torchvision  # here: importing it takes seconds (torch._dynamo), and most commands need none
+
     try:
         enum = torchvision.models.get_model_weights(name)
         return (enum.DEFAULT if weights == "DEFAULT" else enum[weights]).meta.get("categories")
@@ -143,6 +145,8 @@ def _torchvision_net(
     name: str, num_classes: int, weights: str | None, side: int, kwargs: dict, classes: list[str] | None = None
 ) -> tuple:
     """Returns (net, input size) for a torchvision model."""
+    import torchvision
+
     try:
         enum = torchvision.models.get_model_weights(name)
     except (ValueError, KeyError):

@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 
 from torch import nn
-from torchvision.models import VisionTransformer
 
 from distill.errors import UserError
 
@@ -73,6 +72,8 @@ def vit_tiny(
         UserError: for non-square images, a patch size that does not divide the side, or heads
             that do not divide the width.
     """
+    from torchvision.models import VisionTransformer  # here: importing torchvision takes seconds
+
     height, width = image_size
     if height != width:
         raise UserError(f"vit_tiny needs square images, got {height}x{width}")

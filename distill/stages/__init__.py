@@ -17,13 +17,13 @@ from omegaconf import OmegaConf
 from distill import config_dir
 from distill.config.schema import register_schemas
 from distill.engine.runs import RunDir
-from distill.models.registry import torchvision_models
+from distill.models.names import torchvision_names
 
 
 def _register_models() -> None:
     """Each model once, for both roles; a file ``conf/<role>/NAME.yaml`` (``onnx``, ``logits``) wins."""
     shipped = yaml.safe_load((Path(config_dir()) / "models.yaml").read_text()) or {}  # data: names, kwargs
-    nodes = {name: {"name": name, "kwargs": {}, "weights": None} for name in torchvision_models()}
+    nodes = {name: {"name": name, "kwargs": {}, "weights": None} for name in torchvision_names()}
     nodes.update(shipped)
     # any model may be replaced by the user's own callable: student._target_=mypkg.models.make_net
     nodes = {name: {"_target_": None, **node} for name, node in nodes.items()}
