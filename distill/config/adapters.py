@@ -24,6 +24,7 @@ from distill.errors import UserError
 from distill.io import atomic_write
 from distill.losses.combined import DistillLoss
 from distill.losses.kd import KDLoss
+from distill.models.lr import resolve_lr
 from distill.models.registry import HF_PREFIX, TIMM_PREFIX
 from distill.models.spec import ModelSpec
 
@@ -180,9 +181,14 @@ def build_loss(cfg: DictConfig, epochs: int) -> DistillLoss:
     return DistillLoss(kd, method, float(d.get("beta", 0.0)))
 
 
-def train_recipe(cfg: DictConfig) -> Recipe:
-    """The optimizer and schedule of ``optim`` / ``sched``, the seed, and the config for weights files."""
-    return Recipe(instantiate(cfg.optim), instantiate(cfg.sched), int(cfg.seed), plain_config(cfg))
+def train_recipe(cfg: DictConfig, model_key: str = "student") -> Recipe:
+    """The optimizer and schedule of ``optim`` / ``sched``, the seed, and the config for weights files.
+    ``optim.lr=auto`` becomes the rate of the family of ``cfg[model_key]``, the model being trained
+    (:mod:`distill.models.lr`)."""
+    optim, how = resolve_lr(cfg.optim, cfg.get(model_key), int(cfg.trainer.batch_size))
+    if how is not None:
+        log.info("optim.lr=auto: %g (%s)", optim.lr, how)
+    return Recipe(instantiate(optim), instantiate(cfg.sched), int(cfg.seed), plain_config(cfg))
 
 
 def dataset_key(cfg: DictConfig) -> dict[str, Any]:

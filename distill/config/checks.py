@@ -17,6 +17,7 @@ from distill.engine.teacher_backend import BACKENDS
 from distill.errors import UserError, closest, first_line
 from distill.losses.base import Method
 from distill.losses.kd import LOSS_KINDS
+from distill.models.lr import AUTO, resolve_lr
 from distill.models.registry import available_models
 
 PRECISIONS = ("32", "bf16-mixed", "16-mixed")
@@ -63,7 +64,7 @@ def missing_keys(cfg: DictConfig, prefix: str = "") -> list[str]:
     return found
 
 
-def _check_optim_sched(cfg: DictConfig, errors: list[str]) -> None:
+def _check_optim_sched(cfg: DictConfig, errors: list[str], model_key: str) -> None:
     """Builds the optimizer and scheduler on one dummy parameter: torch's own checks of momentum,
     betas, weight decay, step sizes, ... report a bad value before any run starts."""
     if cfg.sched.get("warmup_epochs") is not None:
@@ -71,7 +72,8 @@ def _check_optim_sched(cfg: DictConfig, errors: list[str]) -> None:
         if errors:
             return
     try:
-        optimizer = instantiate(cfg.optim)(params=[torch.zeros(1, requires_grad=True)])
+        optim, _ = resolve_lr(cfg.optim, cfg.get(model_key), int(cfg.trainer.batch_size))
+        optimizer = instantiate(optim)(params=[torch.zeros(1, requires_grad=True)])
     except Exception as e:  # noqa: BLE001 - torch's ValueError/TypeError, or a bad _target_
         errors.append(f"optim: {first_line(e, 300)}")
         return
@@ -123,9 +125,10 @@ def check_training(cfg: DictConfig, errors: list[str], model_keys: tuple[str, ..
         errors.append("trainer.precision=16-mixed needs a CUDA device; on CPUs use bf16-mixed or 32")
     if cfg.trainer.threads is not None:
         check_number(cfg, "trainer.threads", errors, lo=1, integer=True)
-    check_number(cfg, "optim.lr", errors, lo=0, lo_open=True)
+    if str(cfg.optim.get("lr")) != AUTO:
+        check_number(cfg, "optim.lr", errors, lo=0, lo_open=True)
     if not errors:
-        _check_optim_sched(cfg, errors)
+        _check_optim_sched(cfg, errors, model_keys[0])
     _check_writable(str(cfg.paths.root), "paths.root", errors)
     from distill.engine.loggers import check_available
 

@@ -113,7 +113,7 @@ def train_teacher(cfg: DictConfig) -> dict[str, Any]:
             settings,
             device,
             run_dir,
-            train_recipe(cfg),
+            train_recipe(cfg, "teacher"),
             init_weights=model_weights(cfg.teacher),
             resume=state,
             on_epoch=loggers.epoch,
