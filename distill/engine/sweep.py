@@ -106,8 +106,33 @@ def run_rows(runs: list[SweepRun], keys: list[str]) -> list[dict[str, Any]]:
     ]
 
 
-def plot(rows: list[dict[str, Any]], key: str, path: Path) -> Path | None:
-    """Test accuracy (mean, with std bars) against the swept ``key``; one line per other setting."""
+def _x_axis(ax: Any, key: str, xs: list[Any]) -> None:
+    """Ticks at the swept values; a log scale where they grow geometrically (base 2 for a temperature)."""
+    if not xs or any(isinstance(x, str) for x in xs):
+        return  # categories: matplotlib ticks each one already
+    values = sorted(set(xs))
+    from matplotlib.ticker import NullLocator
+
+    positive = values[0] > 0
+    if positive and key.endswith("temperature") and len(values) > 1:
+        ax.set_xscale("log", base=2)
+    elif positive and len(values) > 2 and values[-1] / values[0] >= 10:
+        ax.set_xscale("log")
+    if len(values) <= 12:
+        ax.set_xticks(values, [f"{v:g}" for v in values])
+        ax.xaxis.set_minor_locator(NullLocator())
+
+
+def plot(
+    rows: list[dict[str, Any]],
+    key: str,
+    path: Path,
+    title: str | None = None,
+    alone: dict[str, Any] | None = None,
+) -> Path | None:
+    """Test accuracy (mean, with std bars) against the swept ``key``; one line per other setting, the
+    teacher's accuracy and, when ``alone`` (``student_alone`` of a summary) is given, the student
+    trained alone with its spread: what distillation bought."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -125,30 +150,42 @@ def plot(rows: list[dict[str, Any]], key: str, path: Path) -> Path | None:
         if k not in (key,)
         and k not in {"runs", "test_acc_mean", "test_acc_std", "val_acc_mean", "teacher_test_acc", "train_seconds_mean"}
     ]
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(figsize=(6.4, 4.4), layout="constrained")
     series: dict[tuple, list[dict]] = {}
     for row in rows:
         series.setdefault(tuple(row[k] for k in others), []).append(row)
+    all_xs = []
     for label, members in series.items():
         members.sort(key=lambda r: (isinstance(as_num(r[key]), str), as_num(r[key])))
         xs = [as_num(r[key]) for r in members]
+        xs = [str(x) for x in xs] if any(isinstance(x, str) for x in xs) else xs
+        all_xs += xs
         ax.errorbar(
-            [str(x) for x in xs] if any(isinstance(x, str) for x in xs) else xs,
+            xs,
             [r["test_acc_mean"] for r in members],
             yerr=[r["test_acc_std"] for r in members],
             marker="o",
             capsize=3,
-            label=", ".join(f"{k}={v}" for k, v in zip(others, label)) or None,
+            label=", ".join(f"{k}={v}" for k, v in zip(others, label)) or "distilled student",
         )
+    _x_axis(ax, key, all_xs)
     teacher = [r["teacher_test_acc"] for r in rows if r["teacher_test_acc"] is not None]
     if teacher:
-        ax.axhline(statistics.fmean(teacher), color="gray", linestyle="--", label="teacher")
+        acc = statistics.fmean(teacher)
+        ax.axhline(acc, color="0.3", linestyle="--", label=f"teacher ({acc:.3f})")
+    if alone:
+        mean, std = alone["test_acc_mean"], alone.get("test_acc_std") or 0.0
+        runs = alone["runs"]
+        ax.axhline(mean, color="tab:red", linestyle=":", label=f"student alone ({mean:.3f} ± {std:.3f}, {runs} runs)")
+        if std:
+            ax.axhspan(mean - std, mean + std, color="tab:red", alpha=0.12, lw=0)
     ax.set_xlabel(key)
     ax.set_ylabel("test accuracy (mean ± std over seeds)")
+    if title:
+        ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8)
-    fig.tight_layout()
+    # under the axes, where it covers neither the teacher's line nor a point
+    fig.legend(fontsize=8, loc="outside lower center", ncol=min(3, len(ax.get_legend_handles_labels()[0])))
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=120)
     plt.close(fig)

@@ -60,12 +60,14 @@ def print_folder(what: str, path: str | Path) -> None:
 FAR_BELOW = 0.05
 
 
-def teacher_far_below(teacher_acc: float | None, student_acc: float | None, student: str = "the student") -> str | None:
+def teacher_far_below(
+    teacher_acc: float | None, student_acc: float | None, student: str = "the student it taught"
+) -> str | None:
     """A warning when the teacher's test accuracy is more than :data:`FAR_BELOW` under its student's."""
     if teacher_acc is None or student_acc is None or teacher_acc >= student_acc - FAR_BELOW:
         return None
     return (
-        f"the teacher ({teacher_acc:.4f}) is far below {student} it taught ({student_acc:.4f}): it looks "
+        f"the teacher ({teacher_acc:.4f}) is far below {student} ({student_acc:.4f}): it looks "
         "undertrained, so its soft targets hold students back; train it longer (an automatic teacher takes "
         "trainer.epochs from the command line too) or give a better one with teacher.checkpoint=RUN"
     )

@@ -104,30 +104,78 @@ def pareto(rows: list[dict]) -> None:
         )
 
 
+def _size_legend(ax: Any, sizes: np.ndarray, scale: float) -> list[Any]:
+    """Legend entries for point area = ONNX file size: the largest file and a decade or two under it."""
+    top = float(sizes.max())
+    marks = [m for m in (top, top / 10, top / 100) if m * scale >= 12] or [top]
+    return [ax.scatter([], [], s=m * scale, color="0.6", alpha=0.5, label=f"{m:.3g} MB") for m in marks]
+
+
+def _unpile(fig: Any, texts: list[Any]) -> None:
+    """Moves labels down, top first, until none covers another (candidates often share a point)."""
+    from matplotlib.text import Text
+
+    fig.canvas.draw()  # the layout places the axes first
+    renderer = fig.canvas.get_renderer()
+    placed: list[Any] = []
+    for text in sorted(texts, key=lambda t: -t.xy[1]):
+        box = Text.get_window_extent(text, renderer)  # the words alone, not the leader line to the point
+        for _ in range(len(texts) * 4):
+            if not any(box.overlaps(b) for b in placed):
+                break
+            x, y = text.get_position()
+            text.set_position((x, y - 3))  # offset points
+            box = Text.get_window_extent(text, renderer)
+        placed.append(box)
+
+
 def plot(rows: list[dict], path: Path, title: str) -> None:
+    """Accuracy against batch-1 latency (log axis, plain-number ticks), a colour per method, point
+    area = ONNX file size (its own legend), the Pareto front joined; labels inside the figure, apart."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(8, 4.8), layout="constrained")
     sizes = np.array([r["onnx_mb"] for r in rows])
     scale = 600 / max(sizes.max(), 1e-9)
-    for r in rows:
-        ax.scatter(r["latency_b1_ms"], r["test_acc"], s=max(12, r["onnx_mb"] * scale), alpha=0.6)
-        ax.annotate(
-            r["candidate"], (r["latency_b1_ms"], r["test_acc"]), fontsize=7, xytext=(4, 2), textcoords="offset points"
-        )
+    colours = {m: f"C{i}" for i, m in enumerate(dict.fromkeys(r["method"] for r in rows))}
+    xs = np.log10([r["latency_b1_ms"] for r in rows])
+    middle = (xs.min() + xs.max()) / 2
+    texts = []
+    for r, x in zip(rows, xs):
+        point = (r["latency_b1_ms"], r["test_acc"])
+        base = r["method"] == "baseline"  # the teacher on top, outlined: pruned copies often sit on it
+        ax.scatter(*point, s=max(12, r["onnx_mb"] * scale), alpha=0.55, color=colours[r["method"]],
+                   edgecolors="k" if base else "none", zorder=3 if base else 2)  # fmt: skip
+        right = x > middle  # labels of the right half go to the left of their point: none leaves the axes
+        texts.append(
+            ax.annotate(r["candidate"], point, fontsize=8, textcoords="offset points", xytext=(-6 if right else 6, 2),
+                        ha="right" if right else "left", va="bottom",
+                        arrowprops={"arrowstyle": "-", "color": "0.6", "lw": 0.5, "shrinkA": 0, "shrinkB": 3})
+        )  # fmt: skip
     front = sorted((r for r in rows if r["pareto"]), key=lambda r: r["latency_b1_ms"])
-    ax.plot([r["latency_b1_ms"] for r in front], [r["test_acc"] for r in front], "k--", lw=1, label="Pareto front")
+    (front_line,) = ax.plot(
+        [r["latency_b1_ms"] for r in front], [r["test_acc"] for r in front], "k--", lw=1, label="Pareto front"
+    )
     ax.set_xscale("log")
-    ax.set_xlabel("onnxruntime latency, ms per image at batch 1 (log)")
+    ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.margins(x=0.08, y=0.08)
+    ax.set_xlabel("onnxruntime latency, ms per image at batch 1 (log scale)")
     ax.set_ylabel("test accuracy")
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    methods = [ax.scatter([], [], s=40, color=c, alpha=0.55, label=m) for m, c in colours.items()]
+    fig.legend(handles=[*methods, front_line], fontsize=8, loc="outside right upper")
+    sized = _size_legend(ax, sizes, scale)
+    fig.legend(handles=sized, fontsize=8, title="ONNX file size", title_fontsize=8, loc="outside right lower",
+               labelspacing=1.6, borderpad=1.0, handletextpad=1.5)  # fmt: skip
+    _unpile(fig, texts)
     buf = io.BytesIO()
-    fig.tight_layout()
     fig.savefig(buf, format="png", dpi=120)
     plt.close(fig)
     atomic_write(path, buf.getvalue())

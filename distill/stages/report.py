@@ -14,8 +14,8 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from distill.config.entry import hydra_entry
-from distill.engine.sweep import collect, group, plot, run_rows, swept_keys, to_csv
-from distill.engine.tables import print_table
+from distill.engine.sweep import SweepRun, collect, group, plot, run_rows, swept_keys, to_csv
+from distill.engine.tables import print_folder, print_table, teacher_far_below
 from distill.errors import UserError
 from distill.io import atomic_write
 
@@ -30,15 +30,54 @@ def validate(cfg: DictConfig) -> None:
         raise UserError(f"no finished runs (summary.json) under {path}")
 
 
+def _rounded(row: dict[str, Any]) -> dict[str, Any]:
+    """A row of sweep.csv as it is read: 4 decimals (sweep_runs.csv keeps every run's full figures)."""
+    return {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}
+
+
+def _title(runs: list[SweepRun]) -> str:
+    """What the sweep trained: data, teacher -> student, seeds (several values joined by /)."""
+
+    def values(key: str) -> str:
+        seen = [str(r.summary.get(key)) for r in runs if r.summary.get(key) is not None]
+        return "/".join(dict.fromkeys(seen)) or "?"
+
+    seeds = sorted({r.summary["seed"] for r in runs if r.summary.get("seed") is not None})
+    pair = values("student") if values("teacher") == "?" else f"{values('teacher')} → {values('student')}"
+    return f"{values('dataset')}: {pair}, seeds {', '.join(map(str, seeds))}"
+
+
+def _alone(runs: list[SweepRun]) -> dict[str, Any] | None:
+    """The student trained alone (matching alpha=0 runs) as the sweep's members found it: the most runs."""
+    found = [r.summary["student_alone"] for r in runs if r.summary.get("student_alone")]
+    return max(found, key=lambda a: a["runs"]) if found else None
+
+
+def _teacher_warning(rows: list[dict[str, Any]], setting_keys: list[str]) -> None:
+    """Warns when the teacher is far below the students of a setting (the setting furthest above it)."""
+    rows = [r for r in rows if r["teacher_test_acc"] is not None and r["test_acc_mean"] is not None]
+    if not rows:
+        return
+    top = max(rows, key=lambda r: r["test_acc_mean"] - r["teacher_test_acc"])
+    setting = ", ".join(f"{k}={top[k]}" for k in setting_keys)
+    warning = teacher_far_below(
+        top["teacher_test_acc"], top["test_acc_mean"], f"the students it taught{f' with {setting}' if setting else ''}"
+    )
+    if warning:
+        log.warning(warning)
+
+
 def report(root: Path) -> dict[str, Any]:
     """Prints the comparison of the runs under ``root`` and writes sweep.csv, sweep_runs.csv, sweep.png."""
     runs = collect(root)
     keys = swept_keys(runs)
     rows = group(runs, keys)
-    atomic_write(root / "sweep.csv", to_csv(rows))
+    atomic_write(root / "sweep.csv", to_csv([_rounded(r) for r in rows]))
     atomic_write(root / "sweep_runs.csv", to_csv(run_rows(runs, keys)))
     setting_keys = [k for k in keys if k != "seed"]
-    png = plot(rows, setting_keys[0], root / "sweep.png") if setting_keys else None
+    png = None
+    if setting_keys:
+        png = plot(rows, setting_keys[0], root / "sweep.png", _title(runs), _alone(runs))
 
     def acc(r: dict) -> str:
         return "-" if r["test_acc_mean"] is None else f"{r['test_acc_mean']:.4f} ± {r['test_acc_std']:.4f}"
@@ -62,7 +101,9 @@ def report(root: Path) -> dict[str, Any]:
         log.warning(
             "one seed per setting: differences under ~0.5% on small test sets are noise; sweep seed=0,1,2 as well"
         )
-    log.info("wrote %s, %s%s", root / "sweep.csv", root / "sweep_runs.csv", f", {png}" if png else "")
+    _teacher_warning(rows, setting_keys)
+    log.info("wrote sweep.csv, sweep_runs.csv%s", ", sweep.png" if png else "")
+    print_folder("sweep folder", root)
     return {"stage": "report", "runs": len(runs), "swept": keys, "rows": rows}
 
 
