@@ -243,25 +243,27 @@ def resume_state(cfg: DictConfig) -> dict | None:
 
 
 def open_loggers(cfg: DictConfig, run_dir: Path, stage: str):
-    """The run's trackers (rank 0 only): an MLflow experiment per stage, or per sweep for its members."""
+    """The run's trackers (rank 0 only): an MLflow experiment per stage, or per sweep for its members
+    (who share a W&B group too)."""
     from distill.engine import distributed as dist
     from distill.engine.loggers import Loggers
 
     names = [n for n in logger_names(cfg) if n != "csv"]
     if not names or not dist.is_main():
         return Loggers([])
-    experiment, run_name = f"distill-{stage}", run_dir.name
+    experiment, run_name, group = f"distill-{stage}", run_dir.name, None
     try:
         from hydra.core.hydra_config import HydraConfig
         from hydra.types import RunMode
 
         if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
             sweep = Path(HydraConfig.get().sweep.dir)
-            experiment, run_name = f"distill-{stage} sweep {sweep.parent.name}/{sweep.name}", f"job {run_dir.name}"
+            group = f"{stage} sweep {sweep.parent.name}/{sweep.name}"
+            experiment, run_name = f"distill-{group}", f"job {run_dir.name}"
     except ImportError:
         pass
     settings = OmegaConf.to_container(cfg.logger, resolve=True)
-    loggers = Loggers.build(names, settings, run_dir, Path(str(cfg.paths.root)), experiment, run_name)
+    loggers = Loggers.build(names, settings, run_dir, Path(str(cfg.paths.root)), experiment, run_name, group)
     loggers.start(plain_config(cfg))
     return loggers
 

@@ -1,4 +1,4 @@
-"""Experiment trackers a run reports to besides its own files: TensorBoard and MLflow.
+"""Experiment trackers a run reports to besides its own files: TensorBoard, MLflow and Weights & Biases.
 
 ``metrics.jsonl`` and ``summary.json`` are always written (the ``csv`` logger); the trackers are
 optional extras, imported only when asked for. Each gets the resolved config (as parameters), every
@@ -16,7 +16,12 @@ from distill.engine.runs import flatten
 from distill.errors import UserError
 
 # logger name -> (module it needs, the extra that installs it)
-NEEDS = {"csv": (None, None), "tensorboard": ("tensorboard", "tensorboard"), "mlflow": ("mlflow", "mlflow")}
+NEEDS = {
+    "csv": (None, None),
+    "tensorboard": ("tensorboard", "tensorboard"),
+    "mlflow": ("mlflow", "mlflow"),
+    "wandb": ("wandb", "wandb"),
+}
 
 
 def check_available(names: list[str]) -> list[str]:
@@ -112,6 +117,50 @@ class MLflow:
         return {"mlflow": {"tracking_uri": self.uri, "run_id": self.run_id}}
 
 
+class WandB:
+    """A run in Weights & Biases, its files under ``<run>/wandb`` (with ``WANDB_MODE=offline`` or
+    ``logger.wandb.mode=offline``, ``wandb sync <run>/wandb/offline-run-*`` uploads it later); the
+    members of one sweep share a group named after the sweep, and ``job_type`` is the stage."""
+
+    def __init__(self, run_dir: Path, settings: dict, run_name: str, group: str | None) -> None:
+        import wandb
+
+        self.wandb, self.settings, self.run_dir, self.run_name, self.group = wandb, settings, run_dir, run_name, group
+        self.run = None
+
+    def start(self, config: dict) -> None:
+        s = self.settings
+        self.run = self.wandb.init(
+            project=s.get("project") or "distill",
+            entity=s.get("entity"),
+            group=self.group,
+            name=self.run_name,
+            job_type=str(config.get("stage", "")) or None,
+            tags=[str(t) for t in s.get("tags") or []],
+            config=config,
+            dir=str(self.run_dir),
+            mode=s.get("mode"),
+            # distill's own log is <stage>.log; wandb's capture of the console would wrap the progress bar's
+            settings=self.wandb.Settings(console="off"),
+        )
+
+    def epoch(self, row: dict) -> None:
+        self.run.log({k: v for k, v in _numbers(row).items() if k != "epoch"}, step=int(row["epoch"]))
+
+    def finish(self, summary: dict, artifacts: list[Path], exit_code: int = 0) -> dict:
+        run = self.run
+        run.summary.update(_numbers(summary))
+        if self.settings.get("log_model") and exit_code == 0:
+            model = self.wandb.Artifact(f"model-{run.id}", type="model")
+            for path in artifacts:
+                if path.exists():
+                    model.add_file(str(path))
+            run.log_artifact(model)
+        info = {"project": run.project, "run_id": run.id, "group": self.group, "offline": bool(run.offline)}
+        run.finish(exit_code=exit_code)
+        return {"wandb": info}
+
+
 class Loggers:
     """The trackers of one run, called by the stage: ``start``, ``epoch`` per epoch, ``finish``."""
 
@@ -120,8 +169,16 @@ class Loggers:
 
     @classmethod
     def build(
-        cls, names: list[str], settings: dict, run_dir: Path, root: Path, experiment: str, run_name: str
+        cls,
+        names: list[str],
+        settings: dict,
+        run_dir: Path,
+        root: Path,
+        experiment: str,
+        run_name: str,
+        group: str | None = None,
     ) -> Loggers:
+        """``experiment``: the MLflow experiment; ``group``: the sweep a member belongs to (W&B's group)."""
         problems = check_available(names)
         if problems:
             raise UserError(problems[0])
@@ -131,6 +188,8 @@ class Loggers:
                 trackers.append(TensorBoard(run_dir, settings.get(name) or {}))
             elif name == "mlflow":
                 trackers.append(MLflow(run_dir, settings.get(name) or {}, root, experiment, run_name))
+            elif name == "wandb":
+                trackers.append(WandB(run_dir, settings.get(name) or {}, run_name, group))
         return cls(trackers)
 
     def start(self, config: dict) -> None:
@@ -154,6 +213,8 @@ class Loggers:
                 t.client.set_terminated(t.run_id, status="FAILED")
             elif isinstance(t, TensorBoard):
                 t.writer.close()
+            elif isinstance(t, WandB) and t.run is not None:
+                t.run.finish(exit_code=1)
 
 
 def log_artifact_to(summary_file: Path, artifact: Path) -> bool:
