@@ -2,19 +2,22 @@
 
 Before Hydra starts, every job's config is composed once and validated, so a typo or an out-of-range
 value is one line on stderr with exit code 2, before any folder is created or any run of a sweep
-is spent. ``-m``, ``--cfg job``, ``--help`` and tab completion are Hydra's own.
+is spent. ``-m`` and ``--cfg job`` are Hydra's own; ``--help`` is distill's (:mod:`distill.config.help`,
+Hydra's is ``--hydra-help``), and tab completion is Hydra's taught the stage word
+(:mod:`distill.config.completion`).
+
+Nothing heavy is imported before it is needed: help, completion and a refused override cost no
+torch import (they read the configs only), so they answer in about a second.
 """
 
 from __future__ import annotations
 
 import importlib
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from distill import __version__
-from distill.config.overrides import compose_collecting, explain, validate_all
-from distill.config.resume import resume_args
-from distill.engine.runs import new_stamp
 from distill.errors import UserError, closest, first_line
 from distill.stage_names import STAGES, stage_module
 
@@ -41,16 +44,29 @@ _NO_PRECHECK = (
 )
 
 
+# Hydra's flags that show something and run nothing: Hydra's app is built without importing the stage.
+_NO_RUN = ("--hydra-help", "--cfg", "-c", "--info", "-i", "--shell-completion", "-sc")
+_COMPLETION = ("-sc", "--shell-completion")
+
+
 def _usage() -> str:
     lines = [
         f"distill {__version__}: knowledge distillation from the command line",
         "",
-        "usage: distill <stage> [key=value ...] [-m] [--help] [--cfg job]",
+        "usage: distill <stage> [GROUP=OPTION ...] [KEY=VALUE ...] [-m] [--help] [--cfg job]",
         "",
         "stages:",
     ]
     lines += [f"  {name:<8} {text}" for name, text in STAGES.items()]
-    lines += ["", "`distill <stage> --help` lists every config group and option of a stage."]
+    lines += [
+        "",
+        "other commands:",
+        "  models   the models teacher= and student= take: distill models [PATTERN]",
+        "",
+        "`distill <stage> --help` lists a stage's config groups and every key with its default and meaning.",
+        'Tab completion: eval "$(distill -sc install=bash)" (zsh: the same after bashcompinit; fish:',
+        "distill -sc install=fish | source).",
+    ]
     return "\n".join(lines)
 
 
@@ -79,19 +95,21 @@ def check_job(stage: str, compose: Any, job: list[str]) -> Any:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from distill.config.checks import missing_keys
+    from distill.config.overrides import compose_collecting, explain, validate_all
 
-    module = importlib.import_module(stage_module(stage))  # also registers the config schemas
+    _register()
     # ValueError: Hydra's own for e.g. `teacher=0` (a group given a number)
     try:
         cfg, problems = compose_collecting(compose, job)
     except (HydraException, OmegaConfBaseException, ValueError, TypeError) as e:
         raise UserError(explain(stage, e, job)) from None
+    from distill.config.checks import missing_keys  # torch: only once the config composes
+
     need = missing_keys(cfg)
     if need:
         raise UserError(f"{', '.join(need)} must be given, e.g. {need[0]}=...")
-    try:
-        validate_all(module.validate, cfg, problems)
+    try:  # the stage's module (torch and more) is imported once the config composes
+        validate_all(importlib.import_module(stage_module(stage)).validate, cfg, problems)
     except OmegaConfBaseException as e:  # e.g. an interpolation ${...} that points nowhere
         raise UserError(first_line(e)) from None
     return cfg
@@ -104,7 +122,9 @@ def precheck(stage: str, args: list[str]) -> None:
     from omegaconf.errors import OmegaConfBaseException
 
     from distill import config_dir
+    from distill.config.overrides import explain
 
+    _register()
     multirun = any(a in ("-m", "--multirun") for a in args)
     overrides = [a for a in args if not a.startswith("-")]
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3", job_name=stage):
@@ -124,6 +144,7 @@ def _torchrun_args(stage: str, args: list[str]) -> list[str]:
     """Under torchrun: joins the process group, gives every rank rank 0's run folder, and keeps
     ranks other than 0 from writing Hydra's files and logs (they train; rank 0 writes)."""
     from distill.engine import distributed as dist
+    from distill.engine.runs import new_stamp
 
     if not dist.launched_by_torchrun():
         return args
@@ -141,6 +162,68 @@ def _torchrun_args(stage: str, args: list[str]) -> list[str]:
     return [*args, *extra]
 
 
+def _register() -> None:
+    """Registers the config groups made in code (models, typed schemas) in Hydra's ConfigStore."""
+    importlib.import_module("distill.stages")
+
+
+def _shows_only(args: list[str]) -> bool:
+    """Whether Hydra will only show something (a config, its help, completions) and run nothing."""
+    return any(a.split("=")[0] in _NO_RUN for a in args)
+
+
+def _hydra_app(stage: str, args: list[str]) -> Callable[[], Any]:
+    """The stage's ``@hydra.main``; for flags that run nothing, one built here, so the stage's module
+    (and torch) is imported only if a run starts."""
+    if not _shows_only(args):
+        return importlib.import_module(stage_module(stage)).main
+    from distill.config.entry import hydra_entry
+
+    _register()
+    return hydra_entry(stage, lambda cfg: importlib.import_module(stage_module(stage)).run(cfg))
+
+
+def _completion(args: list[str]) -> None:
+    from distill.config.completion import shell_completion
+
+    try:
+        shell_completion(args, lambda stage: _hydra_app(stage, ["-sc"]))
+    except UserError as e:
+        _fail("-sc", str(e))
+
+
+def _help(stage: str, args: list[str]) -> None:
+    """distill's help of a stage; Hydra's own where other config folders are searched too."""
+    if any(a.split("=")[0] in ("--config-dir", "-cd", "--config-path", "-cp", "--config-name", "-cn") for a in args):
+        sys.argv = [f"distill {stage}", *args]
+        _hydra_app(stage, ["--hydra-help"])()
+        return
+    from distill.config.help import stage_help
+
+    _register()
+    try:
+        print(stage_help(stage, [a for a in args if not a.startswith("-")]))
+    except UserError as e:
+        _fail(stage, str(e))
+
+
+def _argparse_habit(stage: str, args: list[str]) -> None:
+    """Refuses ``--epochs 3`` with the override to write instead (Hydra reads only ``key=value``)."""
+    from distill.config.overrides import HYDRA_FLAGS, argparse_habit
+
+    if all(not a.startswith("--") or a.split("=")[0] in HYDRA_FLAGS for a in args):
+        return
+    from hydra import initialize_config_dir
+
+    from distill import config_dir
+
+    _register()
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3", job_name=stage):
+        line = argparse_habit(stage, args)
+    if line:
+        _fail(stage, line)
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
@@ -149,27 +232,44 @@ def main(argv: list[str] | None = None) -> None:
     if argv[0] == "--version":
         print(__version__)
         return
+    if argv[0] in _COMPLETION:
+        _completion(argv[1:])
+        return
+    if argv[0] == "models":
+        from distill.config.help import models_text
+
+        print(models_text(argv[1] if len(argv) > 1 else None))
+        return
     stage, args = argv[0], argv[1:]
     if stage not in STAGES:
-        _fail(stage, f"unknown stage {stage!r}{closest(stage, STAGES)}; stages: {', '.join(STAGES)}")
+        _fail(stage, f"unknown stage {stage!r}{closest(stage, [*STAGES, 'models'])}; stages: {', '.join(STAGES)}")
+    if any(a in _COMPLETION for a in args):
+        _completion([a for a in args if a not in _COMPLETION])
+        return
     if stage in _POSITIONAL and args and not args[0].startswith("-") and "=" not in args[0]:
         args[0] = f"{_POSITIONAL[stage]}={args[0]}"
+    if any(a in ("-h", "--help") for a in args):
+        _help(stage, args)
+        return
+    _argparse_habit(stage, args)
     if stage == "cache":  # a key prefix such as 788e91 or 0123 is text, not the number Hydra would read
         args = [f"entry='{a[6:]}'" if a.startswith("entry=") and a[6:7] not in ("'", '"') else a for a in args]
     # Hydra's parser wants -m before the overrides; users write it anywhere.
     args = [a for a in args if a in ("-m", "--multirun")] + [a for a in args if a not in ("-m", "--multirun")]
     if stage in ("train", "teacher") and any(a.startswith("resume=") for a in args):
+        from distill.config.resume import resume_args
+
         try:
             args = resume_args(stage, args)
         except UserError as e:
             _fail(stage, str(e))
     if not any(a.split("=")[0] in _NO_PRECHECK for a in args):
         precheck(stage, args)
-    if stage in ("train", "teacher"):
+    if stage in ("train", "teacher") and not _shows_only(args):
         args = _torchrun_args(stage, args)
-    module = importlib.import_module(stage_module(stage))
+    app = _hydra_app(stage, args)
     sys.argv = [f"distill {stage}", *args]
-    module.main()
+    app()
 
 
 if __name__ == "__main__":

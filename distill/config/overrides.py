@@ -122,23 +122,28 @@ def explain(stage: str, error: Exception, overrides: list[str]) -> str:
     bad_key = re.search(r"Could not override '([^']+)'", text) or re.search(r"Key '([^']+)' is not in struct", text)
     if bad_key:
         key = bad_key.group(1)
-        return f"unknown config key {key!r}{closest(key, _keys(stage))}; `distill {stage} --cfg job` shows every key"
+        return f"unknown config key {key!r}{closest(key, _keys(stage))}; `distill {stage} --help` lists every key"
     return first_line(error)
 
 
-_KEYS: dict[tuple, list[str]] = {}
+_SHIPPED: dict[tuple, Any] = {}
 
 
-def _keys(stage: str) -> list[str]:
-    """Every key of ``stage``'s config as shipped, composed once per stage and config search path."""
+def _shipped(stage: str) -> Any:
+    """``stage``'s config as shipped, composed once per stage and config search path."""
     from hydra import compose
     from hydra.core.global_hydra import GlobalHydra
 
     sources = GlobalHydra.instance().config_loader().get_sources()
     where = (stage, *((source.provider, source.path) for source in sources))
-    if where not in _KEYS:
-        _KEYS[where] = flat_keys(compose(config_name=stage, overrides=[]))
-    return _KEYS[where]
+    if where not in _SHIPPED:
+        _SHIPPED[where] = compose(config_name=stage, overrides=[])
+    return _SHIPPED[where]
+
+
+def _keys(stage: str) -> list[str]:
+    """Every key of ``stage``'s config as shipped."""
+    return flat_keys(_shipped(stage))
 
 
 _KINDS = {"Integer": "a whole number", "Float": "a number", "Boolean": "true or false"}
@@ -190,3 +195,78 @@ def validate_all(validate: Any, cfg: Any, problems: list[str]) -> None:
         problems = [*problems, str(e)]
     if problems:
         raise UserError("; ".join(problems))
+
+
+# Hydra's own command-line flags (hydra/_internal/utils.py get_args_parser), and those that take a value.
+HYDRA_FLAGS = frozenset(
+    "--help -h --hydra-help --version --cfg -c --resolve --package -p --run -r --multirun -m --shell-completion -sc "
+    "--config-path -cp --config-name -cn --config-dir -cd --experimental-rerun --info -i".split()
+)
+_TAKES_VALUE = frozenset("--cfg -c --package -p --config-path -cp --config-name -cn --config-dir -cd".split())
+_INFO_TOPICS = ("all", "config", "defaults", "defaults-tree", "plugins", "searchpath")
+
+
+def _dashed(args: list[str]) -> list[tuple[str, str, str | None]]:
+    """``(as typed, name, value or None)`` of each ``--name value`` / ``--name=value`` that is not
+    one of Hydra's flags (argparse habits: Hydra takes ``key=value``)."""
+    found, i = [], 0
+    while i < len(args):
+        arg, following = args[i], args[i + 1] if i + 1 < len(args) else None
+        flag = arg.split("=", 1)[0]
+        if flag in _TAKES_VALUE or (flag in ("--info", "-i") and following in _INFO_TOPICS):
+            i += 2
+            continue
+        i += 1
+        if not arg.startswith("--") or flag in HYDRA_FLAGS or len(arg) == 2:
+            continue
+        name, eq, value = arg[2:].partition("=")
+        if eq:
+            found.append((arg, name, value))
+        elif following is not None and not following.startswith("-") and "=" not in following:
+            found.append((f"{arg} {following}", name, following))
+            i += 1
+        else:
+            found.append((arg, name, None))
+    return found
+
+
+def argparse_habit(stage: str, args: list[str]) -> str | None:
+    """One line for ``--epochs 3`` / ``--epochs=3`` (Hydra takes ``trainer.epochs=3``): the override
+    to write instead, found among the stage's keys and config groups; None when there is no such
+    argument. Needs Hydra initialized with the stage's configs."""
+    import shlex
+
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.object_type import ObjectType
+    from omegaconf import OmegaConf
+
+    given = _dashed(args)
+    if not given:
+        return None
+    keys = _keys(stage)
+    groups = GlobalHydra.instance().config_loader().get_group_options("", results_filter=ObjectType.GROUP)
+    leaves: dict[str, list[str]] = {}
+    for key in keys:
+        leaves.setdefault(key.rsplit(".", 1)[-1], []).append(key)
+    meant, unknown = [], []
+    for typed, name, value in given:
+        name = name.replace("-", "_")
+        if name in keys or name in groups:
+            found = [name]
+        else:
+            found = leaves.get(name) or leaves.get(name.rsplit(".", 1)[-1]) or []
+        if not found:
+            guess = closest(name, [*keys, *groups, *leaves])
+            unknown.append(f"{typed} (not a config key{guess})")
+            continue
+        if value is None:  # a switch such as --compile: true for a true/false key
+            flag = all(isinstance(OmegaConf.select(_shipped(stage), k, default=None), bool) for k in found)
+            value = "true" if flag else "..."
+        meant.append(" or ".join(shlex.quote(f"{k}={value}") for k in found))
+    typed_all = " ".join(t for t, _, _ in given)
+    line = f"{typed_all}: distill takes KEY=VALUE overrides, not --options"
+    if meant:
+        line += f"; did you mean {' '.join(meant)}?"
+    if unknown:
+        line += f"; {', '.join(unknown)}; `distill {stage} --help` lists the keys"
+    return line
