@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +34,28 @@ class _Batches:
         self.i = 0
 
 
+@contextlib.contextmanager
+def _quantizer_info_to_file() -> Iterator[None]:
+    """onnxruntime's quantizer logs through the root logger, at INFO, a line per tensor it leaves
+    alone ("Quantization parameters for tensor ... not specified"): within this block those lines
+    reach the run's log file only, not the console (its warnings still do)."""
+    import onnxruntime.quantization
+
+    folder = str(Path(onnxruntime.quantization.__file__).resolve().parent)
+
+    def console_keeps(record: logging.LogRecord) -> bool:
+        return record.levelno > logging.INFO or not str(Path(record.pathname).resolve()).startswith(folder)
+
+    consoles = [h for h in logging.getLogger().handlers if not isinstance(h, logging.FileHandler)]
+    for handler in consoles:
+        handler.addFilter(console_keeps)
+    try:
+        yield
+    finally:
+        for handler in consoles:
+            handler.removeFilter(console_keeps)
+
+
 def quantize_static_int8(fp32: Path, out: Path, calibration: torch.Tensor) -> Path:
     """Static int8 quantization (QDQ, per-channel weights, MinMax activations calibrated on
     ``calibration``: float [0, 1] training images). The file appears whole or not at all."""
@@ -46,7 +70,7 @@ def quantize_static_int8(fp32: Path, out: Path, calibration: torch.Tensor) -> Pa
     reader_cls = type("Reader", (_Batches, CalibrationDataReader), {})
     reader = reader_cls(calibration.numpy().astype(np.float32))
     out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out.parent, prefix=".quant.") as tmp:
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=".quant.") as tmp, _quantizer_info_to_file():
         prepared = Path(tmp) / "prepared.onnx"
         try:
             quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
@@ -72,7 +96,7 @@ def quantize_dynamic_int8(fp32: Path, out: Path) -> Path:
     from onnxruntime.quantization import QuantType, quant_pre_process, quantize_dynamic
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out.parent, prefix=".quant.") as tmp:
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=".quant.") as tmp, _quantizer_info_to_file():
         prepared = Path(tmp) / "prepared.onnx"
         try:
             quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
