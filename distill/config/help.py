@@ -38,7 +38,7 @@ _HYDRA_GROUPS = ("hydra/launcher", "hydra/sweeper")
 # meaning no YAML comment states.
 _MEANINGS = {
     "stage": "the stage this config is for (set by the stage)",
-    "seed": "seeds weights, data order and augmentation",
+    "seed": "the random seed",
     "teacher.name": "the registry name: one of `distill models`",
     "student.name": "the registry name: one of `distill models`",
     "teacher.kwargs": "arguments of the model's constructor",
@@ -151,11 +151,12 @@ def _group_lines(cfg: Any, choices: dict[str, Any], width: int) -> list[str]:
     """A line or two per config group of the stage, in the order of the config's keys."""
     import yaml
     from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.object_type import ObjectType
 
     from distill import config_dir
     from distill.models.names import torchvision_names
 
-    loader = GlobalHydra.instance().config_loader()
+    sources = GlobalHydra.instance().config_loader().get_sources()
     shipped = set(yaml.safe_load((Path(config_dir()) / "models.yaml").read_text()) or {})
     torchvision = set(torchvision_names()) - shipped
     order = [str(k) for k in cfg.keys()]
@@ -164,7 +165,8 @@ def _group_lines(cfg: Any, choices: dict[str, Any], width: int) -> list[str]:
     lines = []
     for group in groups:
         chosen = choices[group]
-        options = loader.get_group_options(group)
+        # each source listed once (the loader's get_group_options copies the whole ConfigStore per call)
+        options = sorted({o for src in sources if src.is_group(group) for o in src.list(group, ObjectType.CONFIG)})
         extra = ""
         if group in _MODEL_GROUPS:
             extra = f" and {len(set(options) & torchvision)} torchvision models (`distill models`)"

@@ -141,6 +141,15 @@ def _shipped(stage: str) -> Any:
     return _SHIPPED[where]
 
 
+def _follows(stage: str, key: str) -> bool:
+    """Whether ``key``'s shipped value is an interpolation (``${trainer.epochs}``)."""
+    from omegaconf import OmegaConf
+
+    parent, _, leaf = key.rpartition(".")
+    node = OmegaConf.select(_shipped(stage), parent) if parent else _shipped(stage)
+    return OmegaConf.is_config(node) and leaf in node and OmegaConf.is_interpolation(node, leaf)
+
+
 def _keys(stage: str) -> list[str]:
     """Every key of ``stage``'s config as shipped."""
     return flat_keys(_shipped(stage))
@@ -255,6 +264,8 @@ def argparse_habit(stage: str, args: list[str]) -> str | None:
             found = [name]
         else:
             found = leaves.get(name) or leaves.get(name.rsplit(".", 1)[-1]) or []
+            # sched.epochs is ${trainer.epochs}: the key to set is the one the others follow
+            found = [k for k in found if not _follows(stage, k)] or found
         if not found:
             guess = closest(name, [*keys, *groups, *leaves])
             unknown.append(f"{typed} (not a config key{guess})")

@@ -1,0 +1,144 @@
+"""Daily use of the command line, in this process: a stage's help, ``distill models``, an argparse habit
+refused with the override to write, tab completion, and what help and the model names are read from."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+
+import pytest
+
+from tests.conftest import run_cli
+
+
+def test_help_lists_groups_and_each_key_with_its_default_and_meaning(tmp_path):
+    shown = run_cli("train", "--help", cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert lines[0].startswith("distill train: distil a teacher into a student")
+    # a key, its default and the comment of conf/trainer/default.yaml (continued lines of kd_term.yaml too)
+    device = next(ln for ln in lines if ln.strip().startswith("trainer.device="))
+    assert device.split() == ["trainer.device=auto", "auto", "|", "cpu", "|", "cuda"]
+    temperature = shown.stdout[shown.stdout.index("distill.temperature=4.0") :]
+    assert "T of the logit-KD term" in " ".join(temperature.split()[:12])
+    assert any(ln.strip().startswith("trust_code=false") and "your own code" in ln for ln in lines)
+    # the groups of this stage with their options; the torchvision models counted, not listed
+    groups = " ".join(shown.stdout[shown.stdout.index("config groups") : shown.stdout.index("keys (")].split())
+    assert "distill=kd" in groups and "dkd" in groups and "student=mlp" in groups
+    assert "torchvision models (`distill models`)" in groups and "regnet_y_400mf" not in groups
+    assert "compress" not in groups, "the compare stage's group is not train's"
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_help_shows_the_config_the_overrides_compose(tmp_path):
+    shown = run_cli("train", "distill=dkd", "--help", cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert "distill.method.warmup_epochs=20" in shown.stdout and "distill=dkd" in shown.stdout
+    refused = run_cli("train", "distill=dkdd", "--help", cwd=tmp_path)
+    assert refused.returncode == 2 and "unknown distill 'dkdd'" in refused.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "meant"),
+    [
+        (["--epochs", "3"], "did you mean trainer.epochs=3?"),
+        (["--epochs=3"], "did you mean trainer.epochs=3?"),
+        (["--batch-size", "128", "--compile"], "did you mean trainer.batch_size=128 trainer.compile=true?"),
+        (["--student", "mobilenet"], "did you mean student=mobilenet?"),
+        (["--epohcs", "3"], "--epohcs 3 (not a config key (did you mean 'epochs'"),
+    ],
+)
+def test_an_argparse_habit_is_refused_with_the_override_to_write(tmp_path, args, meant):
+    refused = run_cli("train", *args, cwd=tmp_path)
+    assert refused.returncode == 2
+    assert refused.stderr.count("\n") == 1 and "Traceback" not in refused.stderr
+    assert refused.stderr.startswith(f"distill train: error: {' '.join(args)}: distill takes KEY=VALUE")
+    assert meant in refused.stderr
+
+
+def test_models_lists_the_shipped_and_torchvision_models(tmp_path):
+    every = run_cli("models", cwd=tmp_path)
+    assert every.returncode == 0
+    assert "  mlp " in every.stdout and "Hinton's MNIST student" in every.stdout
+    assert "regnet_y_400mf" in every.stdout and "onnx" in every.stdout
+    some = run_cli("models", "mobile", cwd=tmp_path)
+    assert "mobilenet_v3_small" in some.stdout and "resnet18" not in some.stdout
+
+
+@pytest.mark.parametrize(
+    ("line", "offered"),
+    [
+        ("distill tr", ["train"]),
+        ("distill ", ["cache", "chain", "compare", "eval", "export", "inspect", "models", "teacher", "train"]),
+        ("distill train stu", ["student.", "student="]),
+        ("distill train student=mob", ["student=mobilenet", "student=mobilenet_v2"]),
+        ("distill train distill.temp", ["distill.temperature=", "distill.temperature_end="]),
+        ("distill train --hy", ["--hydra-help"]),
+    ],
+)
+def test_completion_answers_the_line_typed(tmp_path, monkeypatch, line, offered):
+    monkeypatch.setenv("COMP_LINE", line)
+    answered = run_cli("-sc", "query=bash", cwd=tmp_path)
+    assert answered.returncode == 0, answered.stderr
+    words = answered.stdout.split()
+    assert all(word in words for word in offered), words
+    if line == "distill tr":
+        assert words == ["train"]
+
+
+def test_completion_installs_for_the_command_distill(tmp_path):
+    script = run_cli("train", "-sc", "install=bash", cwd=tmp_path)
+    assert script.returncode == 0, script.stderr
+    assert script.stdout.rstrip().endswith("-F hydra_bash_completion distill")
+    assert "query=bash" in script.stdout
+    bad = run_cli("-sc", "install=tcsh", cwd=tmp_path)
+    assert bad.returncode == 2 and "install=SHELL" in bad.stderr
+
+
+def test_comments_give_the_meaning_of_keys():
+    from distill.config.comments import header, key_comments
+
+    text = "\n".join(
+        [
+            "# What this file is.",
+            "first: 1",
+            "size: 2         # the size",
+            "layers: []      # layers a method reads (the",
+            "other: []       #   same text goes on)",
+            "",
+            "# above the key",
+            "node:",
+            "  inner: x      # nested",
+            "  spread: 3     # one line",
+            "                # and the next",
+        ]
+    )
+    assert key_comments(text) == {
+        "size": "the size",
+        "layers": "layers a method reads (the same text goes on)",
+        "other": "layers a method reads (the same text goes on)",
+        "node": "above the key",
+        "node.inner": "nested",
+        "node.spread": "one line and the next",
+    }
+    assert header(text) == "What this file is."
+
+
+def test_model_names_are_read_again_for_another_torchvision(tmp_path, monkeypatch):
+    from distill.models import names
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    reads = []
+    monkeypatch.setattr(names, "_read_library", lambda: reads.append(1) or ["alexnet", "resnet18"])
+    assert names.torchvision_names() == ["alexnet", "resnet18"] and len(reads) == 1
+    kept = json.loads(names.cache_file().read_text())
+    assert names.cache_file().is_relative_to(tmp_path) and kept["names"] == ["alexnet", "resnet18"]
+    assert kept["key"].startswith(importlib.metadata.version("torchvision") + " ")
+    # the list kept is what is read while the library is the same one ...
+    assert names.torchvision_names() == ["alexnet", "resnet18"] and len(reads) == 1
+    # ... and is read again from the library when torchvision is another version or install
+    names.cache_file().write_text(json.dumps({"key": "0.0.1 elsewhere 0", "names": ["stale"]}))
+    assert names.torchvision_names() == ["alexnet", "resnet18"] and len(reads) == 2
+    assert json.loads(names.cache_file().read_text())["key"] == kept["key"]
+    names.cache_file().write_text("{not json")  # a damaged file is read again too
+    assert names.torchvision_names() == ["alexnet", "resnet18"] and len(reads) == 3
