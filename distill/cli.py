@@ -89,34 +89,51 @@ def _jobs(overrides: list[str], multirun: bool) -> list[list[str]]:
     return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
 
 
-def check_job(stage: str, compose: Any, job: list[str]) -> Any:
-    """One job's config, ``compose(job)`` inside an initialized Hydra, checked as the command line
-    checks it (also by ``distill.api``); a problem raises UserError with the line the CLI prints."""
+def compose_job(stage: str, compose: Any, job: list[str]) -> tuple[Any, list[str]]:
+    """One job's config, ``compose(job)`` inside an initialized Hydra, and the problems of values of
+    the wrong type set aside while composing (reported with the checks' own by :func:`validate_job`).
+    Raises UserError with the line the CLI prints for an unknown key or option; imports no torch."""
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from distill.config.overrides import compose_collecting, explain, validate_all
+    from distill.config.overrides import compose_collecting, explain
 
     _register()
     # ValueError: Hydra's own for e.g. `teacher=0` (a group given a number)
     try:
-        cfg, problems = compose_collecting(compose, job)
+        return compose_collecting(compose, job)
     except (HydraException, OmegaConfBaseException, ValueError, TypeError) as e:
         raise UserError(explain(stage, e, job)) from None
-    from distill.config.checks import missing_keys  # torch: only once the config composes
+
+
+def validate_job(stage: str, cfg: Any, problems: list[str]) -> None:
+    """The stage's checks of a composed config (its module, torch and more, imported here); every
+    problem, ``problems`` included, raises one UserError."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    from distill.config.checks import missing_keys
+    from distill.config.overrides import validate_all
 
     need = missing_keys(cfg)
     if need:
         raise UserError(f"{', '.join(need)} must be given, e.g. {need[0]}=...")
-    try:  # the stage's module (torch and more) is imported once the config composes
+    try:
         validate_all(importlib.import_module(stage_module(stage)).validate, cfg, problems)
     except OmegaConfBaseException as e:  # e.g. an interpolation ${...} that points nowhere
         raise UserError(first_line(e)) from None
+
+
+def check_job(stage: str, compose: Any, job: list[str]) -> Any:
+    """One job's config, composed and checked as the command line checks it (also by ``distill.api``);
+    a problem raises UserError with the line the CLI prints."""
+    cfg, problems = compose_job(stage, compose, job)
+    validate_job(stage, cfg, problems)
     return cfg
 
 
 def precheck(stage: str, args: list[str]) -> None:
-    """Composes and validates every job's config; exits 2 with one line on the first problem."""
+    """Composes every job's config, then validates each; exits 2 with one line on the first problem.
+    Composing all first refuses a typo in any job of a sweep before the checks import torch."""
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
@@ -127,17 +144,27 @@ def precheck(stage: str, args: list[str]) -> None:
     _register()
     multirun = any(a in ("-m", "--multirun") for a in args)
     overrides = [a for a in args if not a.startswith("-")]
+
+    def where(job: list[str]) -> str:
+        return f" (in job {' '.join(job)})" if multirun else ""
+
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3", job_name=stage):
         # ValueError: Hydra's own for e.g. `teacher=0` (a group given a number)
         try:
             jobs = _jobs(overrides, multirun)
         except (HydraException, OmegaConfBaseException, ValueError, TypeError) as e:
             _fail(stage, explain(stage, e, overrides))
+        composed = []
         for job in jobs:
             try:
-                check_job(stage, lambda o: compose(config_name=stage, overrides=o), job)
+                composed.append(compose_job(stage, lambda o: compose(config_name=stage, overrides=o), job))
             except UserError as e:
-                _fail(stage, f"{e} (in job {' '.join(job)})" if multirun else str(e))
+                _fail(stage, f"{e}{where(job)}")
+        for job, (cfg, problems) in zip(jobs, composed):
+            try:
+                validate_job(stage, cfg, problems)
+            except UserError as e:
+                _fail(stage, f"{e}{where(job)}")
 
 
 def _torchrun_args(stage: str, args: list[str]) -> list[str]:
