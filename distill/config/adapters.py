@@ -257,7 +257,7 @@ def open_loggers(cfg: DictConfig, run_dir: Path, stage: str):
         from hydra.types import RunMode
 
         if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
-            sweep = Path(HydraConfig.get().sweep.dir)
+            sweep = Path(HydraConfig.get().sweep.dir).resolve()  # a relative hydra.sweep.dir too
             group = f"{stage} sweep {sweep.parent.name}/{sweep.name}"
             experiment, run_name = f"distill-{group}", f"job {run_dir.name}"
     except ImportError:
