@@ -5,11 +5,13 @@ they are the options of the ``teacher`` and ``student`` config groups. They are 
 installed library once and kept in the user's cache folder (``$XDG_CACHE_HOME/distill``, else
 ``~/.cache/distill``) under a key made of torchvision's version, where it is installed and when its
 ``models`` folder last changed: another torchvision (upgraded, reinstalled, another environment)
-has another key, so its names are read again, never taken from a stale list.
+has another key, so its names are read again, never taken from a stale list. Each key has a file
+of its own, so environments that share a home do not overwrite each other's list.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import importlib.util
 import json
@@ -31,10 +33,11 @@ def _library_key() -> str | None:
     return f"{version} {models} {changed}"
 
 
-def cache_file() -> Path:
-    """Where the names are kept."""
+def cache_file(key: str) -> Path:
+    """The file that keeps the names of the torchvision that ``key`` identifies."""
     root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(root) / "distill" / "torchvision_models.json"
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    return Path(root) / "distill" / f"torchvision_models-{digest}.json"
 
 
 def _read_library() -> list[str]:
@@ -49,8 +52,9 @@ def torchvision_names() -> list[str]:
     from distill.errors import UserError
     from distill.io import atomic_write
 
-    key, path = _library_key(), cache_file()
-    if key is not None:
+    key = _library_key()
+    path = cache_file(key) if key is not None else None
+    if path is not None:
         try:
             kept = json.loads(path.read_text())
             if kept.get("key") == key and isinstance(kept.get("names"), list):
@@ -58,7 +62,7 @@ def torchvision_names() -> list[str]:
         except (OSError, ValueError, AttributeError):
             pass
     names = _read_library()
-    if key is not None:
+    if path is not None:
         try:
             atomic_write(path, json.dumps({"key": key, "names": names}, indent=0))
         except (OSError, UserError):  # a read-only home or a full disk: the names are read each time

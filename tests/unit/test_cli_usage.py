@@ -131,14 +131,15 @@ def test_model_names_are_read_again_for_another_torchvision(tmp_path, monkeypatc
     reads = []
     monkeypatch.setattr(names, "_read_library", lambda: reads.append(1) or ["alexnet", "resnet18"])
     assert names.torchvision_names() == ["alexnet", "resnet18"] and len(reads) == 1
-    kept = json.loads(names.cache_file().read_text())
-    assert names.cache_file().is_relative_to(tmp_path) and kept["names"] == ["alexnet", "resnet18"]
-    assert kept["key"].startswith(importlib.metadata.version("torchvision") + " ")
+    (kept,) = (tmp_path / "distill").glob("torchvision_models-*.json")
+    key = json.loads(kept.read_text())["key"]
+    assert key.startswith(importlib.metadata.version("torchvision") + " ") and kept == names.cache_file(key)
     # the list kept is what is read while the library is the same one ...
-    assert names.torchvision_names() == ["alexnet", "resnet18"] and len(reads) == 1
-    # ... and is read again from the library when torchvision is another version or install
-    names.cache_file().write_text(json.dumps({"key": "0.0.1 elsewhere 0", "names": ["stale"]}))
+    kept.write_text(json.dumps({"key": key, "names": ["kept"]}))
+    assert names.torchvision_names() == ["kept"] and len(reads) == 1
+    kept.write_text("{not json")  # (a damaged file is read again)
     assert names.torchvision_names() == ["alexnet", "resnet18"] and len(reads) == 2
-    assert json.loads(names.cache_file().read_text())["key"] == kept["key"]
-    names.cache_file().write_text("{not json")  # a damaged file is read again too
+    # ... and is read again from the library for another version or install, which keeps its own
+    monkeypatch.setattr(names, "_library_key", lambda: "0.0.1 /elsewhere 0")
     assert names.torchvision_names() == ["alexnet", "resnet18"] and len(reads) == 3
+    assert len(list((tmp_path / "distill").glob("*.json"))) == 2
