@@ -44,23 +44,18 @@ def _hydra(stage: str, config_dir: str | None) -> Iterator[None]:
 
 
 def _checked(stage: str, overrides: list[str], validate: bool = True):
-    """The composed config, checked by the CLI's own :func:`distill.cli.check_job`; without
-    ``validate``, only Hydra's errors, in the CLI's words."""
+    """The composed config, checked by the CLI's own functions; without ``validate``, only what
+    composing finds (unknown keys and options, values of the wrong type), in the CLI's words."""
     from hydra import compose as hydra_compose
 
-    from distill.cli import check_job
+    from distill.cli import compose_job, validate_job
 
+    cfg, problems = compose_job(stage, lambda o: hydra_compose(config_name=stage, overrides=o), overrides)
     if validate:
-        return check_job(stage, lambda o: hydra_compose(config_name=stage, overrides=o), overrides)
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
-    from distill.config.overrides import explain
-
-    try:
-        return hydra_compose(config_name=stage, overrides=overrides)
-    except (HydraException, OmegaConfBaseException, ValueError, TypeError) as e:
-        raise UserError(explain(stage, e, overrides)) from None
+        validate_job(stage, cfg, problems)
+    elif problems:
+        raise UserError("; ".join(problems))
+    return cfg
 
 
 def compose(stage: str, overrides: list[str] | tuple[str, ...] = (), config_dir: str | None = None, check: bool = True):
