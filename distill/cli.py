@@ -229,15 +229,23 @@ def _help(stage: str, args: list[str]) -> None:
 
     _register()
     try:
-        print(stage_help(stage, [a for a in args if not a.startswith("-")]))
+        _show(stage_help(stage, [a for a in args if not a.startswith("-")]))
     except UserError as e:
         _fail(stage, str(e))
 
 
-def _argparse_habit(stage: str, args: list[str]) -> None:
-    """Refuses ``--epochs 3`` with the override to write instead (Hydra reads only ``key=value``)."""
+# Hydra runs one of these per command (hydra/_internal/utils.py refuses two with a traceback).
+_MODES = {"-m": "-m", "--multirun": "-m", "--cfg": "--cfg", "-c": "--cfg", "--info": "--info", "-i": "--info"}
+
+
+def _refuse_flags(stage: str, args: list[str]) -> None:
+    """Refuses, in one line, two of Hydra's modes at once and ``--epochs 3`` (with the override to
+    write instead: Hydra reads only ``key=value``)."""
     from distill.config.overrides import HYDRA_FLAGS, argparse_habit
 
+    modes = sorted({_MODES[a.split("=")[0]] for a in args if a.split("=")[0] in _MODES})
+    if len(modes) > 1:
+        _fail(stage, f"{' and '.join(modes)} cannot be given together: Hydra does one of them per command")
     if all(not a.startswith("--") or a.split("=")[0] in HYDRA_FLAGS for a in args):
         return
     from hydra import initialize_config_dir
@@ -251,21 +259,36 @@ def _argparse_habit(stage: str, args: list[str]) -> None:
         _fail(stage, line)
 
 
-def main(argv: list[str] | None = None) -> None:
-    argv = list(sys.argv[1:] if argv is None else argv)
+def _show(text: str) -> None:
+    """Prints ``text``; a reader that stops early (``| head``) is no error."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python flushes stdout again at exit
+
+
+def _command(argv: list[str]) -> bool:
+    """Answers what is not a stage (help, version, completion, ``models``); False for a stage."""
     if not argv or argv[0] in ("-h", "--help", "help"):
-        print(_usage())
-        return
-    if argv[0] == "--version":
-        print(__version__)
-        return
-    if argv[0] in _COMPLETION:
+        _show(_usage())
+    elif argv[0] == "--version":
+        _show(__version__)
+    elif argv[0] in _COMPLETION:
         _completion(argv[1:])
-        return
-    if argv[0] == "models":
+    elif argv[0] == "models":
         from distill.config.help import models_text
 
-        print(models_text(argv[1] if len(argv) > 1 else None))
+        _show(models_text(argv[1] if len(argv) > 1 else None))
+    else:
+        return False
+    return True
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if _command(argv):
         return
     stage, args = argv[0], argv[1:]
     if stage not in STAGES:
@@ -278,7 +301,7 @@ def main(argv: list[str] | None = None) -> None:
     if any(a in ("-h", "--help") for a in args):
         _help(stage, args)
         return
-    _argparse_habit(stage, args)
+    _refuse_flags(stage, args)
     if stage == "cache":  # a key prefix such as 788e91 or 0123 is text, not the number Hydra would read
         args = [f"entry='{a[6:]}'" if a.startswith("entry=") and a[6:7] not in ("'", '"') else a for a in args]
     # Hydra's parser wants -m before the overrides; users write it anywhere.

@@ -56,6 +56,14 @@ def test_an_argparse_habit_is_refused_with_the_override_to_write(tmp_path, args,
     assert meant in refused.stderr
 
 
+def test_two_of_hydras_modes_at_once_are_one_line(tmp_path):
+    refused = run_cli("train", "-m", "seed=0,1", "--cfg", "job", cwd=tmp_path)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert refused.stderr.splitlines() == [
+        "distill train: error: --cfg and -m cannot be given together: Hydra does one of them per command"
+    ]
+
+
 def test_models_lists_the_shipped_and_torchvision_models(tmp_path):
     every = run_cli("models", cwd=tmp_path)
     assert every.returncode == 0
