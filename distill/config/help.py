@@ -50,7 +50,7 @@ _MEANINGS = {
     "student._target_": "your own network instead: the dotted path of a callable (mypkg.models.make_net)",
 }
 _MODEL_GROUPS = ("teacher", "student")
-_SHOWN_OPTIONS = 24
+_SHOWN_OPTIONS = 14  # a group with more shows how many and a few
 
 
 def _width() -> int:
@@ -167,15 +167,16 @@ def _group_lines(cfg: Any, choices: dict[str, Any], width: int) -> list[str]:
         chosen = choices[group]
         # each source listed once (the loader's get_group_options copies the whole ConfigStore per call)
         options = sorted({o for src in sources if src.is_group(group) for o in src.list(group, ObjectType.CONFIG)})
-        extra = ""
         if group in _MODEL_GROUPS:
-            extra = f" and {len(set(options) & torchvision)} torchvision models (`distill models`)"
-            options = [o for o in options if o not in torchvision]
-        if len(options) > _SHOWN_OPTIONS:
-            extra = f", ... ({len(options)} in all){extra}"
-            options = options[:_SHOWN_OPTIONS]
+            mine = [o for o in options if o not in torchvision]
+            listed = f"{len(mine)} shipped and {len(options) - len(mine)} torchvision models: `distill models`"
+        elif len(options) > _SHOWN_OPTIONS:
+            some = sorted(options, key=len)[:3]
+            listed = f"{len(options)} options, e.g. {', '.join(some)}; TAB completes them"
+        else:
+            listed = f"options: {', '.join(options)}"
         chosen_text = ",".join(map(str, chosen)) if isinstance(chosen, list) else str(chosen).lower()
-        text = f"{GROUPS.get(group, '')}; options: {', '.join(options)}{extra}".lstrip("; ")
+        text = f"{GROUPS.get(group, '')}; {listed}".lstrip("; ")
         lines += _two_columns(f"  {group}={chosen_text}", text, 28, width)
     return lines
 
