@@ -117,6 +117,8 @@ def check_training(cfg: DictConfig, errors: list[str], model_keys: tuple[str, ..
                 f"{precision}; drop one of them (teacher_backend=torch keeps {precision})"
             )
     check_choice(cfg, "trainer.progress", ("auto", "on", "off"), errors)
+    if cfg.trainer.get("grad_clip") is not None:
+        check_number(cfg, "trainer.grad_clip", errors, lo=0, lo_open=True)
     if cfg.trainer.get("log_every_s") is not None:
         check_number(cfg, "trainer.log_every_s", errors, lo=0)
     if cfg.trainer.device == "cuda" and not torch.cuda.is_available():

@@ -177,6 +177,7 @@ def fit(
                 start_step=first,
                 running=running if epoch == start_epoch else None,
                 parts=parts,
+                grad_clip=settings.grad_clip,
             )
             stats = _over_ranks(stats)
             scheduler.step()

@@ -207,6 +207,7 @@ def train_one_epoch(
     start_step: int = 0,
     running: Running | None = None,
     parts: nn.Module | None = None,
+    grad_clip: float | None = None,
 ) -> EpochStats:
     """Trains ``student`` for one pass over ``loader``, from batch ``start_step`` on (a resumed epoch,
     whose sums so far are ``running``).
@@ -217,8 +218,9 @@ def train_one_epoch(
     infinite loss stops the run with a :class:`Diverged` error naming the epoch and step, before the
     step changes any weight. ``parts`` computes each step's loss: by default the
     :class:`TrainedParts` of these arguments; under torchrun the same in DistributedDataParallel
-    (which averages the gradients over the ranks during backward). ``on_step(step, running)`` runs
-    after every step.
+    (which averages the gradients over the ranks during backward). ``grad_clip``: the largest norm
+    of all gradients together a step may take (:func:`torch.nn.utils.clip_grad_norm_`; None: no limit).
+    ``on_step(step, running)`` runs after every step.
     """
     parts = parts if parts is not None else TrainedParts(student, loss_fn, teachers, student_taps)
     parts.train()
@@ -243,10 +245,15 @@ def train_one_epoch(
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()
+            if grad_clip is not None:
+                scaler.unscale_(optimizer)
+                _clip(optimizer, grad_clip)
             scaler.step(optimizer)
             scaler.update()
         else:
             loss.backward()
+            if grad_clip is not None:
+                _clip(optimizer, grad_clip)
             optimizer.step()
         correct = int((s_logits.argmax(1) == y).sum().item())
         running.add(loss_v, correct, len(y), {k: v.item() for k, v in terms.items()})
@@ -255,6 +262,12 @@ def train_one_epoch(
         if on_step is not None:  # its time (progress, a mid-epoch checkpoint) counts in the next step's
             on_step(step, running)
     return running.stats()
+
+
+def _clip(optimizer: torch.optim.Optimizer, max_norm: float) -> None:
+    """Scales the gradients of ``optimizer``'s parameters down to a total norm of ``max_norm``."""
+    params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+    torch.nn.utils.clip_grad_norm_(params, max_norm)
 
 
 # On a CPU an evaluation batch holds at most this many pixels (512 images of 32x32): at 224 px, 512

@@ -37,8 +37,13 @@ DEVICE_KEYS = (
     "device", "precision", "threads", "progress", "log_every_s", "num_workers", "channels_last", "teacher_precision"
 )  # fmt: skip
 # What a teacher run must share with the requested one to be reused: its model, data and recipe.
-RECIPE = ("teacher.", "dataset.", "optim.", "sched.", "trainer.epochs", "trainer.batch_size", "trainer.mix")
+RECIPE = (
+    "teacher.", "dataset.", "optim.", "sched.",
+    "trainer.epochs", "trainer.batch_size", "trainer.mix", "trainer.grad_clip",
+)  # fmt: skip
 _NOT_RECIPE = ("dataset.download", "teacher.checkpoint")
+# Recipe keys that came later, with the value a stored config without them was trained with.
+_ADDED = {"trainer.grad_clip": None}
 
 
 def teacher_config(cfg: DictConfig, run_dir: Path | None = None, classes: list[str] | None = None) -> DictConfig:
@@ -83,7 +88,7 @@ def pretrained_for(node: DictConfig, classes: list[str]) -> bool:
 
 def recipe(config: dict[str, Any]) -> dict[str, Any]:
     """The keys of a (flattened) teacher config that decide what teacher comes out."""
-    flat = flatten(config)
+    flat = {**_ADDED, **flatten(config)}
     return {k: v for k, v in flat.items() if k.startswith(RECIPE) and not k.startswith(_NOT_RECIPE)}
 
 

@@ -48,6 +48,7 @@ CASES = [
     (["train", "distill.loss=kll"], ["distill.loss", "'kl'"]),
     (["train", "distill.temprature=2"], ["unknown config key 'distill.temprature'", "distill.temperature"]),
     (["train", "optim.lr=-1"], ["optim.lr must be > 0"]),
+    (["train", "trainer.grad_clip=0"], ["trainer.grad_clip must be > 0"]),
     (["train", "optim.momentum=-1"], ["optim: Invalid momentum value: -1"]),
     (["teacher", "sched.warmup_epochs=-3"], ["sched.warmup_epochs must be >= 0"]),
     (["train", "distill.temperature=${nowhere}"], ["nowhere"]),

@@ -59,3 +59,28 @@ def test_an_epoch_resumed_mid_way_matches_one_run_straight():
     assert resumed.images == straight.images == 40
     assert resumed.loss == pytest.approx(straight.loss, abs=0) and resumed.acc == straight.acc
     assert all(torch.equal(end[k], v) for k, v in model2.state_dict().items())
+
+
+def test_grad_clip_bounds_every_step():
+    """A huge loss moves plain SGD by lr * |grad|; with grad_clip each step moves the weights by at
+    most lr * grad_clip (the total norm over all parameters)."""
+
+    def huge(s, t, y, **kw):
+        return 1e4 * nn.functional.cross_entropy(s, y), {}
+
+    def step_sizes(grad_clip):
+        model, loader, opt = _setup()
+        sizes = []
+        before = [torch.cat([p.detach().flatten() for p in model.parameters()])]
+
+        def measure(step, running):
+            now = torch.cat([p.detach().flatten() for p in model.parameters()])
+            sizes.append(float((now - before[0]).norm()))
+            before[0] = now
+
+        train_one_epoch(model, huge, loader, opt, on_step=measure, grad_clip=grad_clip)
+        return sizes
+
+    assert max(step_sizes(None)) > 100
+    clipped = step_sizes(2.0)
+    assert len(clipped) == 5 and max(clipped) <= 0.1 * 2.0 + 1e-6 and min(clipped) > 0.1
