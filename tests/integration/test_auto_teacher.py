@@ -127,3 +127,12 @@ def test_failed_and_unfinished_teacher_runs_are_never_reused(tmp_path, want):
     assert auto_teacher.reusable(tmp_path, want) == []
     assert auto_teacher.interrupted(tmp_path, want, seed=0) == stopped, "only the interrupted one is continued"
     assert auto_teacher.interrupted(tmp_path, want, seed=1) is None, "another seed is another teacher"
+
+
+def test_a_teacher_stored_before_grad_clip_existed_keeps_its_recipe():
+    from distill.teachers.auto import recipe
+
+    old = {"stage": "teacher", "trainer": {"epochs": 20, "batch_size": 64}, "optim": {"lr": 0.05}}
+    new = {**old, "trainer": {**old["trainer"], "grad_clip": None}}
+    assert recipe(old) == recipe(new)
+    assert recipe(old) != recipe({**old, "trainer": {**old["trainer"], "grad_clip": 1.0}})
