@@ -106,17 +106,27 @@ def compose_job(stage: str, compose: Any, job: list[str]) -> tuple[Any, list[str
         raise UserError(explain(stage, e, job)) from None
 
 
+def quick_check(cfg: Any, problems: list[str]) -> None:
+    """The checks that need no torch: keys left ``???``, a typo'd choice, a number out of range."""
+    from distill.choices import check_values, missing_keys
+
+    need = missing_keys(cfg)
+    if need:
+        raise UserError(f"{', '.join(need)} must be given, e.g. {need[0]}=...")
+    quick = check_values(cfg)
+    if quick:
+        raise UserError("; ".join([*problems, *quick]))
+
+
 def validate_job(stage: str, cfg: Any, problems: list[str]) -> None:
     """The stage's checks of a composed config (its module, torch and more, imported here); every
     problem, ``problems`` included, raises one UserError."""
     from omegaconf.errors import OmegaConfBaseException
 
-    from distill.config.checks import missing_keys
     from distill.config.overrides import validate_all
 
-    need = missing_keys(cfg)
-    if need:
-        raise UserError(f"{', '.join(need)} must be given, e.g. {need[0]}=...")
+    quick_check(cfg, problems)
+
     try:
         validate_all(importlib.import_module(stage_module(stage)).validate, cfg, problems)
     except OmegaConfBaseException as e:  # e.g. an interpolation ${...} that points nowhere
@@ -133,7 +143,8 @@ def check_job(stage: str, compose: Any, job: list[str]) -> Any:
 
 def precheck(stage: str, args: list[str]) -> None:
     """Composes every job's config, then validates each; exits 2 with one line on the first problem.
-    Composing all first refuses a typo in any job of a sweep before the checks import torch."""
+    Composing all, then checking all without torch, refuses a typo in any job of a sweep before the
+    stage's checks import torch."""
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
@@ -160,11 +171,12 @@ def precheck(stage: str, args: list[str]) -> None:
                 composed.append(compose_job(stage, lambda o: compose(config_name=stage, overrides=o), job))
             except UserError as e:
                 _fail(stage, f"{e}{where(job)}")
-        for job, (cfg, problems) in zip(jobs, composed):
-            try:
-                validate_job(stage, cfg, problems)
-            except UserError as e:
-                _fail(stage, f"{e}{where(job)}")
+        for check in (quick_check, lambda cfg, problems: validate_job(stage, cfg, problems)):
+            for job, (cfg, problems) in zip(jobs, composed):  # every job's quick checks before any imports torch
+                try:
+                    check(cfg, problems)
+                except UserError as e:
+                    _fail(stage, f"{e}{where(job)}")
 
 
 def _torchrun_args(stage: str, args: list[str]) -> list[str]:

@@ -11,57 +11,26 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from distill import config_dir
-from distill.data.augment import AUGMENTS, MIXES
-from distill.data.streaming import IN_MEMORY, ON_BAD_IMAGE, POLICIES
-from distill.engine.teacher_backend import BACKENDS
+from distill.choices import (  # noqa: F401 - check_number and check_choice are also imported from here
+    AUGMENTS,
+    BACKENDS,
+    DEVICES,
+    IN_MEMORY,
+    LOSS_KINDS,
+    MIXES,
+    ON_BAD_IMAGE,
+    POLICIES,
+    PRECISIONS,
+    PROGRESS,
+    check_choice,
+    check_in_memory,
+    check_number,
+    missing_keys,
+)
 from distill.errors import UserError, closest, first_line
 from distill.losses.base import Method
-from distill.losses.kd import LOSS_KINDS
 from distill.models.lr import AUTO, resolve_lr
 from distill.models.registry import available_models
-
-PRECISIONS = ("32", "bf16-mixed", "16-mixed")
-DEVICES = ("auto", "cpu", "cuda")
-
-
-def check_number(
-    cfg: DictConfig,
-    key: str,
-    errors: list[str],
-    lo: float | None = None,
-    hi: float | None = None,
-    integer: bool = False,
-    lo_open: bool = False,
-) -> None:
-    """Checks that ``key`` is a number in range, appending a readable problem to ``errors``."""
-    value = OmegaConf.select(cfg, key)
-    kind = "a whole number" if integer else "a number"
-    ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
-    if isinstance(value, bool) or not ok_type:
-        errors.append(f"{key} must be {kind}, got {value!r}")
-        return
-    if lo is not None and (value <= lo if lo_open else value < lo):
-        errors.append(f"{key} must be {'>' if lo_open else '>='} {lo}, got {value}")
-    if hi is not None and value > hi:
-        errors.append(f"{key} must be <= {hi}, got {value}")
-
-
-def check_choice(cfg: DictConfig, key: str, choices: tuple[str, ...] | list[str], errors: list[str]) -> None:
-    value = OmegaConf.select(cfg, key)
-    if str(value) not in choices:
-        errors.append(f"{key}={value!r} is not one of {', '.join(choices)}{closest(str(value), choices)}")
-
-
-def missing_keys(cfg: DictConfig, prefix: str = "") -> list[str]:
-    """Required values (``???``) left unset, as dotted keys."""
-    found = []
-    for key in cfg.keys() if isinstance(cfg, DictConfig) else []:
-        full = f"{prefix}{key}"
-        if OmegaConf.is_missing(cfg, key):
-            found.append(full)
-        elif isinstance(cfg._get_node(key), DictConfig) and key != "hydra":
-            found.extend(missing_keys(cfg._get_node(key), full + "."))
-    return found
 
 
 def _check_optim_sched(cfg: DictConfig, errors: list[str], model_key: str) -> None:
@@ -116,7 +85,7 @@ def check_training(cfg: DictConfig, errors: list[str], model_keys: tuple[str, ..
                 f"trainer.teacher_backend=onnxruntime runs the teacher in float32, but trainer.teacher_precision="
                 f"{precision}; drop one of them (teacher_backend=torch keeps {precision})"
             )
-    check_choice(cfg, "trainer.progress", ("auto", "on", "off"), errors)
+    check_choice(cfg, "trainer.progress", PROGRESS, errors)
     if cfg.trainer.get("grad_clip") is not None:
         check_number(cfg, "trainer.grad_clip", errors, lo=0, lo_open=True)
     if cfg.trainer.get("log_every_s") is not None:
@@ -147,8 +116,7 @@ def check_training(cfg: DictConfig, errors: list[str], model_keys: tuple[str, ..
     # image-folder settings, refused before a run folder exists (the loader checks them again)
     if "on_bad_image" in cfg.dataset:
         check_choice(cfg, "dataset.on_bad_image", ON_BAD_IMAGE, errors)
-    if "in_memory" in cfg.dataset and str(cfg.dataset.in_memory).lower() not in IN_MEMORY:
-        errors.append(f"dataset.in_memory must be auto, true or false, got {cfg.dataset.in_memory!r}")
+    check_in_memory(cfg, errors)
     if "memory_gb" in cfg.dataset:
         check_number(cfg, "dataset.memory_gb", errors, lo=0)
     if "policy" in cfg.dataset:

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-AUGMENTS = ("none", "shift", "crop_flip")
+from distill.choices import AUGMENTS, MIXES  # noqa: F401 - the values of dataset.augment and trainer.mix
 
 
 def random_translate(x: torch.Tensor, pad: int, generator: torch.Generator) -> torch.Tensor:
@@ -53,9 +53,6 @@ def augment_batch(x: torch.Tensor, kind: str, generator: torch.Generator) -> tor
     if kind == "crop_flip":
         return random_hflip(random_translate(x, 4, generator), generator)
     raise ValueError(f"unknown augmentation {kind!r}; choose one of {AUGMENTS}")
-
-
-MIXES = ("none", "mixup", "cutmix")
 
 
 def mix_batch(

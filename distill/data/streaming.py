@@ -28,16 +28,13 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from distill.choices import IN_MEMORY, ON_BAD_IMAGE, POLICIES  # noqa: F401 - also read from here
 from distill.errors import UserError, first_line
 
 # The eval recipe's resize: the shorter side to image_size / CROP_FRACTION, then the central crop.
 CROP_FRACTION = 0.875
 SCALE = (0.08, 1.0)
 RATIO = (3 / 4, 4 / 3)
-POLICIES = ("none", "randaugment", "trivialaugment")
-# dataset.on_bad_image and dataset.in_memory of the image-file datasets (checked by the precheck and the loaders)
-ON_BAD_IMAGE = ("error", "skip")
-IN_MEMORY = ("auto", "true", "false")
 
 
 def crop_box(height: int, width: int, rng: np.random.Generator) -> tuple[int, int, int, int]:

@@ -20,13 +20,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from distill import choices
 from distill.export.onnx import export_onnx
 from distill.io import atomic_write
 from distill.models.onnx_teacher import OnnxTeacher
 
 log = logging.getLogger("distill")
 
-BACKENDS = ("auto", "torch", "onnxruntime")
+BACKENDS = choices.BACKENDS
 
 
 def onnxruntime_teacher(

@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from distill import choices
+
 
 def _kl(s: torch.Tensor, t: torch.Tensor, T: float) -> torch.Tensor:
     """T^2 * KL(softmax(t/T) || softmax(s/T)), averaged over the batch."""
@@ -25,7 +27,8 @@ def _mse(s: torch.Tensor, t: torch.Tensor, T: float) -> torch.Tensor:
 
 # distill.loss=NAME: the soft-target term of each kind. A new kind is one function and one entry here.
 SOFT_TERMS = {"kl": _kl, "mse": _mse, "soft_ce": _soft_ce}
-LOSS_KINDS = tuple(SOFT_TERMS)
+LOSS_KINDS = choices.LOSS_KINDS
+assert set(LOSS_KINDS) == set(SOFT_TERMS), "distill.choices.LOSS_KINDS names each soft term"
 
 
 class KDLoss(nn.Module):

@@ -6,6 +6,8 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -153,3 +155,23 @@ def test_model_names_are_read_again_for_another_torchvision(tmp_path, monkeypatc
     monkeypatch.setattr(names, "_library_key", lambda: "0.0.1 /elsewhere 0")
     assert names.torchvision_names() == ["alexnet", "resnet18"] and len(reads) == 3
     assert len(list((tmp_path / "distill").glob("*.json"))) == 2
+
+
+def test_a_typod_value_is_refused_before_torch_is_imported():
+    """The quick checks (distill.choices) need no torch: a wrong choice or number in any job of a
+    sweep is refused in a fresh interpreter without importing it."""
+    code = (
+        "import sys; from distill import cli\n"
+        "try:\n    cli.main(['train', '-m', 'trainer.device=cpu,cpuu'])\n"
+        "except SystemExit as e:\n    print(e.code, 'torch' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.split() == ["2", "False"], done.stdout + done.stderr
+    assert "trainer.device='cpuu' is not one of auto, cpu, cuda (did you mean 'cpu'?)" in done.stderr
+
+
+def test_the_quick_tables_match_the_modules_that_act_on_them():
+    from distill.choices import LOSS_KINDS
+    from distill.losses.kd import SOFT_TERMS
+
+    assert set(LOSS_KINDS) == set(SOFT_TERMS)
