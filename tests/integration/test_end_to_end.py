@@ -145,18 +145,21 @@ def test_help_lists_stages_and_every_group(tmp_path):
     assert top.returncode == 0 and all(s in top.stdout for s in ("train", "teacher", "eval", "export", "report"))
     stage = launch("train", "--help", cwd=tmp_path)
     assert stage.returncode == 0
+    # every group with its default and options, then every key with its default (issue 19's help)
     for text in (
-        "teacher:",
-        "student:",
-        "dataset:",
-        "distill:",
-        "optim:",
-        "sched:",
-        "trainer:",
-        "resnet152",
-        "mobilenet",
+        "teacher=resnet18",
+        "student=mlp",
+        "dataset=digits",
+        "distill=kd",
+        "optim=sgd",
+        "sched=cosine",
+        "trainer=default",
+        "teacher=resnet152 student=mobilenet",
         "mnist5k",
         "imagefolder",
+        "distill.temperature=4.0",
+        "trainer.epochs=30",
+        "`distill models`",
     ):
         assert text in stage.stdout, text
 
