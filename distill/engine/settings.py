@@ -44,7 +44,7 @@ class TrainerSettings:
     threads: int | None = None
     progress: str = "auto"
     log_every_s: float = 30.0
-    grad_clip: float | None = None
+    grad_clip: float | None = 1.0
     mix: str = "none"
     mix_alpha: float = 1.0
     save_every_steps: int = 0

@@ -14,7 +14,7 @@ from distill.models.lr import DEFAULT_LR, auto_lr, family_lr, resolve_lr
     ("name", "lr"),
     [
         ("mlp", 0.05),
-        ("lenet5", 0.05),
+        ("lenet5", 0.1),
         ("mobilenet_v3_small", 0.1),
         ("resnet18", 0.1),
         ("timm/resnet50.a1_in1k", 0.1),
@@ -46,7 +46,7 @@ def test_the_trained_models_rate_is_used():
     # the teacher stage states its own rate (conf/teacher.yaml); auto there follows the teacher's family
     assert _optimizer(api.compose("teacher", ["teacher=resnet18"]), "teacher").param_groups[0]["lr"] == 0.05
     cfg = api.compose("teacher", ["teacher=lenet5", "optim.lr=auto"])
-    assert _optimizer(cfg, "teacher").param_groups[0]["lr"] == 0.05
+    assert _optimizer(cfg, "teacher").param_groups[0]["lr"] == 0.1
 
 
 def test_auto_refused_for_other_optimizers():
