@@ -24,7 +24,9 @@ def test_a_batch_jobs_log_has_whole_lines_progress_inside_epochs_and_the_run_fol
     logged = [line for line in lines if line.startswith("[")]
     assert logged and all(ISO_LINE.match(line) for line in logged), logged[:5]
     # nothing wrapped: a logged sentence ends on its own line, the run folder is named whole
-    assert any("training lenet5 (61,706 parameters) on digits:" in line and line.endswith("device cpu") for line in lines)
+    assert any(
+        "training lenet5 (61,706 parameters) on digits:" in line and line.endswith("device cpu") for line in lines
+    )
     assert lines[-1] == f"teacher run folder: {run}", lines[-3:]
     # progress lines inside the epoch, before its end-of-epoch line; in the run's log file too
     steps = [(i, PROGRESS.search(line)) for i, line in enumerate(lines) if PROGRESS.search(line)]
