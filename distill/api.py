@@ -48,7 +48,7 @@ def _checked(stage: str, overrides: list[str], validate: bool = True):
     composing finds (unknown keys and options, values of the wrong type), in the CLI's words."""
     from hydra import compose as hydra_compose
 
-    from distill.cli import compose_job, validate_job
+    from distill.config.jobs import compose_job, validate_job
 
     cfg, problems = compose_job(stage, lambda o: hydra_compose(config_name=stage, overrides=o), overrides)
     if validate:

@@ -18,7 +18,8 @@ from collections.abc import Callable
 from typing import Any
 
 from distill import __version__
-from distill.errors import UserError, closest, first_line
+from distill.config.jobs import check_job, compose_job, quick_check, register, validate_job  # noqa: F401
+from distill.errors import UserError, closest
 from distill.stage_names import STAGES, stage_module
 
 _POSITIONAL = {"eval": "run", "export": "run", "report": "dir", "cache": "action"}
@@ -89,58 +90,6 @@ def _jobs(overrides: list[str], multirun: bool) -> list[list[str]]:
     return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
 
 
-def compose_job(stage: str, compose: Any, job: list[str]) -> tuple[Any, list[str]]:
-    """One job's config, ``compose(job)`` inside an initialized Hydra, and the problems of values of
-    the wrong type set aside while composing (reported with the checks' own by :func:`validate_job`).
-    Raises UserError with the line the CLI prints for an unknown key or option; imports no torch."""
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
-    from distill.config.overrides import compose_collecting, explain
-
-    _register()
-    # ValueError: Hydra's own for e.g. `teacher=0` (a group given a number)
-    try:
-        return compose_collecting(compose, job)
-    except (HydraException, OmegaConfBaseException, ValueError, TypeError) as e:
-        raise UserError(explain(stage, e, job)) from None
-
-
-def quick_check(cfg: Any, problems: list[str]) -> None:
-    """The checks that need no torch: keys left ``???``, a typo'd choice, a number out of range."""
-    from distill.choices import check_values, missing_keys
-
-    need = missing_keys(cfg)
-    if need:
-        raise UserError(f"{', '.join(need)} must be given, e.g. {need[0]}=...")
-    quick = check_values(cfg)
-    if quick:
-        raise UserError("; ".join([*problems, *quick]))
-
-
-def validate_job(stage: str, cfg: Any, problems: list[str]) -> None:
-    """The stage's checks of a composed config (its module, torch and more, imported here); every
-    problem, ``problems`` included, raises one UserError."""
-    from omegaconf.errors import OmegaConfBaseException
-
-    from distill.config.overrides import validate_all
-
-    quick_check(cfg, problems)
-
-    try:
-        validate_all(importlib.import_module(stage_module(stage)).validate, cfg, problems)
-    except OmegaConfBaseException as e:  # e.g. an interpolation ${...} that points nowhere
-        raise UserError(first_line(e)) from None
-
-
-def check_job(stage: str, compose: Any, job: list[str]) -> Any:
-    """One job's config, composed and checked as the command line checks it (also by ``distill.api``);
-    a problem raises UserError with the line the CLI prints."""
-    cfg, problems = compose_job(stage, compose, job)
-    validate_job(stage, cfg, problems)
-    return cfg
-
-
 def precheck(stage: str, args: list[str]) -> None:
     """Composes every job's config, then validates each; exits 2 with one line on the first problem.
     Composing all, then checking all without torch, refuses a typo in any job of a sweep before the
@@ -152,7 +101,7 @@ def precheck(stage: str, args: list[str]) -> None:
     from distill import config_dir
     from distill.config.overrides import explain
 
-    _register()
+    register()
     multirun = any(a in ("-m", "--multirun") for a in args)
     overrides = [a for a in args if not a.startswith("-")]
 
@@ -201,11 +150,6 @@ def _torchrun_args(stage: str, args: list[str]) -> list[str]:
     return [*args, *extra]
 
 
-def _register() -> None:
-    """Registers the config groups made in code (models, typed schemas) in Hydra's ConfigStore."""
-    importlib.import_module("distill.stages")
-
-
 def _shows_only(args: list[str]) -> bool:
     """Whether Hydra will only show something (a config, its help, completions) and run nothing."""
     return any(a.split("=")[0] in _NO_RUN for a in args)
@@ -218,7 +162,7 @@ def _hydra_app(stage: str, args: list[str]) -> Callable[[], Any]:
         return importlib.import_module(stage_module(stage)).main
     from distill.config.entry import hydra_entry
 
-    _register()
+    register()
     return hydra_entry(stage, lambda cfg: importlib.import_module(stage_module(stage)).run(cfg))
 
 
@@ -239,7 +183,7 @@ def _help(stage: str, args: list[str]) -> None:
         return
     from distill.config.help import stage_help
 
-    _register()
+    register()
     try:
         _show(stage_help(stage, [a for a in args if not a.startswith("-")]))
     except UserError as e:
@@ -264,7 +208,7 @@ def _refuse_flags(stage: str, args: list[str]) -> None:
 
     from distill import config_dir
 
-    _register()
+    register()
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3", job_name=stage):
         line = argparse_habit(stage, args)
     if line:

@@ -14,7 +14,7 @@ import torch
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from distill.config.checks import logger_names, plain_value
+from distill.config.checks import logger_names, plain_value, resolve_lr
 from distill.data.base import Splits
 from distill.engine.memo import remembered
 from distill.engine.runs import RESUME_FREE, RunDir
@@ -24,7 +24,6 @@ from distill.errors import UserError
 from distill.io import atomic_write
 from distill.losses.combined import DistillLoss
 from distill.losses.kd import KDLoss
-from distill.models.lr import resolve_lr
 from distill.models.registry import HF_PREFIX, TIMM_PREFIX
 from distill.models.spec import ModelSpec
 

@@ -3,6 +3,7 @@ all in one line, before anything runs or any folder is made."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +30,21 @@ from distill.choices import (  # noqa: F401 - check_number and check_choice are 
 )
 from distill.errors import UserError, closest, first_line
 from distill.losses.base import Method
-from distill.models.lr import AUTO, resolve_lr
+from distill.models.lr import AUTO, auto_lr
 from distill.models.registry import available_models
+
+
+def resolve_lr(optim: Any, model: Mapping[str, Any] | None, batch_size: int) -> tuple[Any, str | None]:
+    """``optim`` (the config node) with an ``auto`` lr replaced by :func:`auto_lr`'s rate for ``model``,
+    and how the rate was found (None when lr was given as a number)."""
+    if str(optim.get("lr")) != AUTO:
+        return optim, None
+    if not str(optim.get("_target_", "")).endswith(".SGD"):
+        raise ValueError(f"lr=auto is measured for SGD only; give {optim.get('_target_')} a number (optim.lr=0.001)")
+    lr, how = auto_lr(model or {}, batch_size)
+    resolved = OmegaConf.create(OmegaConf.to_container(optim, resolve=True))
+    resolved.lr = lr
+    return resolved, how
 
 
 def _check_optim_sched(cfg: DictConfig, errors: list[str], model_key: str) -> None:

@@ -60,18 +60,3 @@ def auto_lr(model: Mapping[str, Any], batch_size: int) -> tuple[float, str]:
         lr *= PRETRAINED_FACTOR
         how += f", x {PRETRAINED_FACTOR:g} to fine-tune pretrained weights"
     return float(f"{lr:.6g}"), how
-
-
-def resolve_lr(optim: Any, model: Mapping[str, Any] | None, batch_size: int) -> tuple[Any, str | None]:
-    """``optim`` (the config node) with an ``auto`` lr replaced by :func:`auto_lr`'s rate for ``model``,
-    and how the rate was found (None when lr was given as a number)."""
-    from omegaconf import OmegaConf
-
-    if str(optim.get("lr")) != AUTO:
-        return optim, None
-    if not str(optim.get("_target_", "")).endswith(".SGD"):
-        raise ValueError(f"lr=auto is measured for SGD only; give {optim.get('_target_')} a number (optim.lr=0.001)")
-    lr, how = auto_lr(model or {}, batch_size)
-    resolved = OmegaConf.create(OmegaConf.to_container(optim, resolve=True))
-    resolved.lr = lr
-    return resolved, how

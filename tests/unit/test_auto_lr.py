@@ -5,9 +5,10 @@ import torch
 from hydra.utils import instantiate
 
 from distill import api
+from distill.config.checks import resolve_lr
 from distill.config.train_checks import validate
 from distill.errors import UserError
-from distill.models.lr import DEFAULT_LR, auto_lr, family_lr, resolve_lr
+from distill.models.lr import DEFAULT_LR, auto_lr, family_lr
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,8 @@
 """Which part may use which (../shared/STYLE.md), checked on every import in the package.
 
 Layers, bottom to top: the package root (``errors``, ``io``, the version, the config folder, the
-stage table); the parts that know nothing of each other (``data``, ``losses``, ``models``);
+stage table, the values of the choice keys); the parts that know nothing of each other (``data``,
+``losses``, ``models``);
 ``export``; ``engine`` (runs models on data with losses); ``compress``; ``config`` (reads the Hydra
 config for a stage); ``teachers`` (from a run's config to the teacher outputs its student reads); the
 ``stages``; the ``cli`` and the Python ``api``. A module imports its own
@@ -21,7 +22,7 @@ import distill
 
 ROOT = Path(distill.__file__).parent
 LAYER = {
-    "distill": 0, "errors": 0, "io": 0, "stage_names": 0, "__main__": 9,
+    "distill": 0, "errors": 0, "io": 0, "stage_names": 0, "choices": 0, "__main__": 9,
     "data": 1, "losses": 1, "models": 1,
     "export": 2, "engine": 3, "compress": 4, "config": 5, "teachers": 6, "stages": 7, "cli": 8, "api": 8,
 }  # fmt: skip
