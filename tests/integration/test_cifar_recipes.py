@@ -125,6 +125,7 @@ def _recipe(cfg) -> dict:
         "optim": (cfg.optim._target_, cfg.optim.lr, cfg.optim.momentum, cfg.optim.weight_decay, cfg.optim.nesterov),
         "sched": (cfg.sched._target_.rsplit(".", 1)[-1], list(cfg.sched.milestones), cfg.sched.gamma),
         "warmup_epochs": cfg.sched.warmup_epochs,
+        "grad_clip": cfg.trainer.grad_clip,
     }
 
 
@@ -136,6 +137,7 @@ CRD_RECIPE = {
     "optim": ("torch.optim.SGD", 0.05, 0.9, 5e-4, False),
     "sched": ("warmup_multistep", [150, 180, 210], 0.1),
     "warmup_epochs": 0,
+    "grad_clip": None,
 }
 
 
