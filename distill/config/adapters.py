@@ -180,11 +180,20 @@ def build_loss(cfg: DictConfig, epochs: int) -> DistillLoss:
     return DistillLoss(kd, method, float(d.get("beta", 0.0)))
 
 
+def resolved_optim(cfg: DictConfig, model_key: str = "student") -> tuple[Any, str | None]:
+    """``cfg.optim`` with ``lr=auto`` replaced by the rate of ``cfg[model_key]``'s family, and how it
+    was found (None: lr was a number). Under torchrun the gradients are averaged over the ranks, so
+    the batch a step learns from is all ranks' together."""
+    from distill.engine import distributed as dist
+
+    return resolve_lr(cfg.optim, cfg.get(model_key), int(cfg.trainer.batch_size) * dist.world_size())
+
+
 def train_recipe(cfg: DictConfig, model_key: str = "student") -> Recipe:
     """The optimizer and schedule of ``optim`` / ``sched``, the seed, and the config for weights files.
     ``optim.lr=auto`` becomes the rate of the family of ``cfg[model_key]``, the model being trained
     (:mod:`distill.models.lr`)."""
-    optim, how = resolve_lr(cfg.optim, cfg.get(model_key), int(cfg.trainer.batch_size))
+    optim, how = resolved_optim(cfg, model_key)
     if how is not None:
         log.info("optim.lr=auto: %g (%s)", optim.lr, how)
     return Recipe(instantiate(optim), instantiate(cfg.sched), int(cfg.seed), plain_config(cfg))

@@ -30,6 +30,7 @@ from distill.config.adapters import (
     model_weights,
     open_loggers,
     output_dir,
+    resolved_optim,
     resume_state,
     save_resolved_config,
     setup,
@@ -112,6 +113,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "teacher_test_acc": t_desc["test_acc"] if t_desc else None,
         "teacher_weights": str(got.path.resolve()) if got.path else None,
         "student_alone": alone,
+        "lr": float(resolved_optim(cfg)[0].lr),  # the rate optim.lr=auto stood for, or the one given
+        "grad_clip": settings.grad_clip,
         "temperature": float(cfg.distill.temperature),
         "alpha": float(cfg.distill.alpha),
         "loss": str(cfg.distill.loss),
@@ -181,6 +184,9 @@ def _student_alone(cfg: DictConfig, epochs: int) -> dict[str, Any] | None:
         "student_key": model_key(cfg.student),
         "dataset_key": dataset_key(cfg),
         "epochs": epochs,
+        # trained the same way (a run from before these were recorded does not match)
+        "lr": float(resolved_optim(cfg)[0].lr),
+        "grad_clip": cfg.trainer.get("grad_clip"),
     }
     accs = [s["test_acc"] for _, s in find_runs(root, "train", **match)]
     if not accs:

@@ -53,3 +53,16 @@ def test_the_trained_models_rate_is_used():
 def test_auto_refused_for_other_optimizers():
     with pytest.raises(UserError, match="lr=auto is measured for SGD only"):
         validate(api.compose("train", ["optim=adamw", "optim.lr=auto"]))
+
+
+def test_a_run_trains_at_the_auto_rate_and_says_so(make_cfg, tmp_path):
+    import json
+
+    from distill.stages import train as train_stage
+    from tests.conftest import ONE_EPOCH
+
+    run = tmp_path / "run"
+    cfg = make_cfg("train", ["student=mlp", "student.kwargs.hidden=[16]", "distill.alpha=0", *ONE_EPOCH], run_dir=run)
+    summary = train_stage.run(cfg)
+    assert summary["lr"] == 0.05 and summary["grad_clip"] == 1.0
+    assert json.loads((run / "metrics.jsonl").read_text().splitlines()[0])["lr"] == 0.05
