@@ -70,6 +70,11 @@ def _has_special_key(value: Any) -> bool:
     return False
 
 
+# Keys whose default changed after runs were started with the earlier one: a resumed run keeps the value
+# it started with (a run from before trainer.grad_clip existed trained without a limit, at lr 0.01).
+DEFAULTS_CHANGED = ("optim.lr", "trainer.grad_clip")
+
+
 def resume_args(stage: str, args: list[str]) -> list[str]:
     """``resume=RUN_DIR [allowed overrides]`` -> the run's own overrides, continued in its folder."""
     import yaml
@@ -87,7 +92,8 @@ def resume_args(stage: str, args: list[str]) -> list[str]:
     if not overrides_file.is_file() or not config_file.is_file():
         raise UserError(f"{run} is not a distill run folder (no config.yaml and .hydra/overrides.yaml)")
     try:
-        ran = (yaml.safe_load(config_file.read_text()) or {}).get("stage")
+        config = yaml.safe_load(config_file.read_text()) or {}
+        ran = config.get("stage") if isinstance(config, dict) else None
         original = list(yaml.safe_load(overrides_file.read_text()) or [])
     except yaml.YAMLError:
         raise UserError(f"{run}: config.yaml or .hydra/overrides.yaml is not readable YAML") from None
@@ -114,5 +120,19 @@ def resume_args(stage: str, args: list[str]) -> list[str]:
         raise UserError(f"a resumed run keeps its config; {bad[0]} would change it (only {allowed} may be given)")
     changed = {a.split("=", 1)[0] for a in extra}
     keep = [o for o in original if not o.startswith("resume=") and o.split("=", 1)[0] not in changed]
+    given = {o.split("=", 1)[0].lstrip("+~") for o in [*keep, *extra]}
+    keep += [f"{key}={_value(config, key)}" for key in DEFAULTS_CHANGED if key not in given]
     where = str(root.resolve())
     return [*keep, *extra, f"resume={where}", f"hydra.run.dir={where}"]
+
+
+def _value(config: dict, key: str) -> str:
+    """``key``'s value in a stored (resolved) config as an override's value; absent reads as null."""
+    node: Any = config
+    for part in key.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    if node is None:
+        return "null"
+    if isinstance(node, (bool, int, float)):
+        return str(node).lower() if isinstance(node, bool) else repr(node)
+    return str(node)
