@@ -7,6 +7,7 @@ typo'd value (``trainer.device=cpuu``) before it imports torch (:func:`check_val
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -69,7 +70,7 @@ def check_number(
     value = OmegaConf.select(cfg, key)
     kind = "a whole number" if integer else "a number"
     ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
-    if isinstance(value, bool) or not ok_type:
+    if isinstance(value, bool) or not ok_type or not math.isfinite(value):
         errors.append(f"{key} must be {kind}, got {value!r}")
         return
     if lo is not None and (value <= lo if lo_open else value < lo):

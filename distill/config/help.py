@@ -175,7 +175,10 @@ def _group_lines(cfg: Any, choices: dict[str, Any], width: int) -> list[str]:
             listed = f"{len(options)} options, e.g. {', '.join(some)}; TAB completes them"
         else:
             listed = f"options: {', '.join(options)}"
-        chosen_text = ",".join(map(str, chosen)) if isinstance(chosen, list) else str(chosen).lower()
+        if isinstance(chosen, list):
+            chosen_text = ",".join(map(str, chosen))
+        else:  # an unset group (experiment): no value to type
+            chosen_text = "(unset)" if chosen is None else str(chosen).lower()
         text = f"{GROUPS.get(group, '')}; {listed}".lstrip("; ")
         lines += _two_columns(f"  {group}={chosen_text}", text, 28, width)
     return lines
