@@ -12,22 +12,7 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from distill import config_dir
-from distill.choices import (  # noqa: F401 - check_number and check_choice are also imported from here
-    AUGMENTS,
-    BACKENDS,
-    DEVICES,
-    IN_MEMORY,
-    LOSS_KINDS,
-    MIXES,
-    ON_BAD_IMAGE,
-    POLICIES,
-    PRECISIONS,
-    PROGRESS,
-    check_choice,
-    check_in_memory,
-    check_number,
-    missing_keys,
-)
+from distill.choices import LOSS_KINDS, check_choice, check_number, check_values  # check_number: also from here
 from distill.errors import UserError, closest, first_line
 from distill.losses.base import Method
 from distill.models.lr import AUTO, auto_lr
@@ -79,37 +64,20 @@ def _check_writable(path: str, key: str, errors: list[str]) -> None:
 
 def check_training(cfg: DictConfig, errors: list[str], model_keys: tuple[str, ...], min_epochs: int = 1) -> None:
     """Validation shared by ``teacher`` and ``train``: trainer, optimizer, dataset, model names."""
-    check_number(cfg, "seed", errors, lo=0, integer=True)
-    check_number(cfg, "trainer.epochs", errors, lo=min_epochs, integer=True)
-    check_number(cfg, "trainer.batch_size", errors, lo=1, integer=True)
-    check_number(cfg, "trainer.eval_batch_size", errors, lo=1, integer=True)
-    check_number(cfg, "trainer.num_workers", errors, lo=0, integer=True)
-    check_number(cfg, "trainer.bn_recalibrate_batches", errors, lo=1, integer=True)
-    if cfg.trainer.get("save_every_steps") is not None:
-        check_number(cfg, "trainer.save_every_steps", errors, lo=0, integer=True)
-    check_choice(cfg, "trainer.device", DEVICES, errors)
-    check_choice(cfg, "trainer.precision", PRECISIONS, errors)
-    if cfg.trainer.get("teacher_precision") is not None:
-        check_choice(cfg, "trainer.teacher_precision", ("auto", *PRECISIONS), errors)
+    errors.extend(check_values(cfg))  # the choices and number ranges of distill/choices.py
+    if not any(e.startswith("trainer.epochs") for e in errors):
+        check_number(cfg, "trainer.epochs", errors, lo=min_epochs, integer=True)
     if cfg.trainer.get("teacher_backend") is not None:
-        check_choice(cfg, "trainer.teacher_backend", BACKENDS, errors)
         precision = cfg.trainer.get("teacher_precision")
         if cfg.trainer.teacher_backend == "onnxruntime" and str(precision) not in ("None", "auto", "32"):
             errors.append(
                 f"trainer.teacher_backend=onnxruntime runs the teacher in float32, but trainer.teacher_precision="
                 f"{precision}; drop one of them (teacher_backend=torch keeps {precision})"
             )
-    check_choice(cfg, "trainer.progress", PROGRESS, errors)
-    if cfg.trainer.get("grad_clip") is not None:
-        check_number(cfg, "trainer.grad_clip", errors, lo=0, lo_open=True)
-    if cfg.trainer.get("log_every_s") is not None:
-        check_number(cfg, "trainer.log_every_s", errors, lo=0)
     if cfg.trainer.device == "cuda" and not torch.cuda.is_available():
         errors.append("trainer.device=cuda but no CUDA device is available; use trainer.device=auto or cpu")
     if cfg.trainer.precision == "16-mixed" and (cfg.trainer.device == "cpu" or not torch.cuda.is_available()):
         errors.append("trainer.precision=16-mixed needs a CUDA device; on CPUs use bf16-mixed or 32")
-    if cfg.trainer.threads is not None:
-        check_number(cfg, "trainer.threads", errors, lo=1, integer=True)
     if str(cfg.optim.get("lr")) != AUTO:
         check_number(cfg, "optim.lr", errors, lo=0, lo_open=True)
     if not errors:
@@ -118,23 +86,9 @@ def check_training(cfg: DictConfig, errors: list[str], model_keys: tuple[str, ..
     from distill.engine.loggers import check_available
 
     errors.extend(check_available(logger_names(cfg)))
-    check_choice(cfg, "dataset.augment", AUGMENTS, errors)
     for key in ("compile", "channels_last", "bn_recalibrate"):
         if key in cfg.trainer and not isinstance(cfg.trainer[key], bool):
             errors.append(f"trainer.{key} must be true or false, got {cfg.trainer[key]!r}")
-    if cfg.trainer.get("mix") is not None:
-        check_choice(cfg, "trainer.mix", MIXES, errors)
-        check_number(cfg, "trainer.mix_alpha", errors, lo=0, lo_open=True)
-    if "val_fraction" in cfg.dataset:
-        check_number(cfg, "dataset.val_fraction", errors, lo=0, hi=0.9, lo_open=True)
-    # image-folder settings, refused before a run folder exists (the loader checks them again)
-    if "on_bad_image" in cfg.dataset:
-        check_choice(cfg, "dataset.on_bad_image", ON_BAD_IMAGE, errors)
-    check_in_memory(cfg, errors)
-    if "memory_gb" in cfg.dataset:
-        check_number(cfg, "dataset.memory_gb", errors, lo=0)
-    if "policy" in cfg.dataset:
-        check_choice(cfg, "dataset.policy", POLICIES, errors)
     models = available_models()
     for key in model_keys:
         name = OmegaConf.select(cfg, f"{key}.name")
