@@ -29,6 +29,10 @@ class TinyNet(nn.Module):
         return self.net(x)
 
 
+# the teacher in float32 PyTorch on every CPU (auto picks bf16 or onnxruntime by the hardware)
+EXPLICIT = ["trainer.teacher_precision=32", "trainer.teacher_backend=torch"]
+
+
 def tiny_data(seed: int = 0):
     """60 8x8 grey images of 3 classes (brightness tells them apart)."""
     g = torch.Generator().manual_seed(seed)
@@ -56,7 +60,7 @@ def test_a_python_run_describes_itself_and_takes_a_network_class_and_data(tmp_pa
     handlers = list(logging.getLogger().handlers)
     summary = api.run(
         "train",
-        ["trainer.epochs=1", *FAST, f"paths.root={root}", f"paths.output_dir={tmp_path / 'run'}"],
+        ["trainer.epochs=1", *EXPLICIT, *FAST, f"paths.root={root}", f"paths.output_dir={tmp_path / 'run'}"],
         student=TinyNet,
         teacher=TinyNet,
         dataset=data,
@@ -74,7 +78,10 @@ def test_a_python_run_describes_itself_and_takes_a_network_class_and_data(tmp_pa
     assert len(teachers) == 1  # trained first, on the given data
 
     other = tiny_data(seed=1)  # other data: that teacher is not reused
-    api.run("train", ["trainer.epochs=1", *FAST, f"paths.root={root}"], student=TinyNet, teacher=TinyNet, dataset=other)
+    api.run(
+        "train", ["trainer.epochs=1", *EXPLICIT, *FAST, f"paths.root={root}"], student=TinyNet, teacher=TinyNet,
+        dataset=other,
+    )  # fmt: skip
     assert len(list((root / "teacher").glob("*/*/summary.json"))) == 2
     assert len(list((root / "train").glob("*/*/.hydra/config.yaml"))) == 1  # its own dated folder, as on the CLI
 
