@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from distill import __version__
-from distill.config.jobs import check_job, compose_job, quick_check, register, validate_job  # noqa: F401
+from distill.config.jobs import compose_job, quick_check, register, validate_job
 from distill.errors import UserError, closest
 from distill.stage_names import STAGES, stage_module
 

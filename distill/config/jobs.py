@@ -57,11 +57,3 @@ def validate_job(stage: str, cfg: Any, problems: list[str]) -> None:
         validate_all(importlib.import_module(stage_module(stage)).validate, cfg, problems)
     except OmegaConfBaseException as e:  # e.g. an interpolation ${...} that points nowhere
         raise UserError(first_line(e)) from None
-
-
-def check_job(stage: str, compose: Any, job: list[str]) -> Any:
-    """One job's config, composed and checked as the command line checks it (also by ``distill.api``);
-    a problem raises UserError with the line the CLI prints."""
-    cfg, problems = compose_job(stage, compose, job)
-    validate_job(stage, cfg, problems)
-    return cfg
