@@ -102,7 +102,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     scope = sweep_scope()  # a sweep's members measure an architecture's speed, and describe their teacher, once
     s_desc = describe(student, best, data, settings, device, scope=scope, arch=json.dumps(spec.kwargs) + spec.name)
     t_desc = _teacher_description(got, data, data_key(cfg), settings, device, scope) if got.describable else None
-    alone = _student_alone(cfg, settings.epochs) if got.model is not None else None
+    lr = float(resolved_optim(cfg)[0].lr)  # the rate optim.lr=auto stood for, or the one given
+    alone = _student_alone(cfg, settings.epochs, lr) if got.model is not None else None
     warnings = _weak_teacher(t_desc, alone, s_desc["test_acc"])
     summary = {
         "stage": "train",
@@ -113,7 +114,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "teacher_test_acc": t_desc["test_acc"] if t_desc else None,
         "teacher_weights": str(got.path.resolve()) if got.path else None,
         "student_alone": alone,
-        "lr": float(resolved_optim(cfg)[0].lr),  # the rate optim.lr=auto stood for, or the one given
+        "lr": lr,
         "grad_clip": settings.grad_clip,
         "temperature": float(cfg.distill.temperature),
         "alpha": float(cfg.distill.alpha),
@@ -175,7 +176,7 @@ def _weak_teacher(t_desc: dict | None, alone: dict | None, student_acc: float | 
     return warnings
 
 
-def _student_alone(cfg: DictConfig, epochs: int) -> dict[str, Any] | None:
+def _student_alone(cfg: DictConfig, epochs: int, lr: float) -> dict[str, Any] | None:
     """Test accuracy (mean, std) of finished alpha=0 runs of the same student, data and epochs, if any."""
     root = Path(str(cfg.paths.root))
     match = {
@@ -185,7 +186,7 @@ def _student_alone(cfg: DictConfig, epochs: int) -> dict[str, Any] | None:
         "dataset_key": dataset_key(cfg),
         "epochs": epochs,
         # trained the same way (a run from before these were recorded does not match)
-        "lr": float(resolved_optim(cfg)[0].lr),
+        "lr": lr,
         "grad_clip": cfg.trainer.get("grad_clip"),
     }
     accs = [s["test_acc"] for _, s in find_runs(root, "train", **match)]
