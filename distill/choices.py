@@ -20,6 +20,7 @@ PROGRESS = ("auto", "on", "off")
 BACKENDS = ("auto", "torch", "onnxruntime")  # trainer.teacher_backend
 AUGMENTS = ("none", "shift", "crop_flip")  # dataset.augment
 MIXES = ("none", "mixup", "cutmix")  # trainer.mix
+SELECTS = ("one_se", "best", "last")  # trainer.select: which epoch's weights are the run's (distill.engine.fit)
 LOSS_KINDS = ("kl", "mse", "soft_ce")  # distill.loss (distill.losses.kd.SOFT_TERMS)
 POLICIES = ("none", "randaugment", "trivialaugment")  # dataset.policy of streamed folders
 # dataset.on_bad_image and dataset.in_memory of the image-file datasets (checked by the precheck and the loaders)
@@ -34,6 +35,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "trainer.teacher_backend": BACKENDS,
     "trainer.progress": PROGRESS,
     "trainer.mix": MIXES,
+    "trainer.select": SELECTS,
     "dataset.augment": AUGMENTS,
     "dataset.on_bad_image": ON_BAD_IMAGE,
     "dataset.policy": POLICIES,

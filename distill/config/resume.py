@@ -71,8 +71,9 @@ def _has_special_key(value: Any) -> bool:
 
 
 # Keys whose default changed after runs were started with the earlier one: a resumed run keeps the value
-# it started with (a run from before trainer.grad_clip existed trained without a limit, at lr 0.01).
-DEFAULTS_CHANGED = ("optim.lr", "trainer.grad_clip")
+# it started with; a stored config without the key ran with the value given here (a run from before
+# trainer.grad_clip existed trained without a limit, at lr 0.01, and kept its best-val-acc epoch).
+DEFAULTS_CHANGED = {"optim.lr": "null", "trainer.grad_clip": "null", "trainer.epochs": "null", "trainer.select": "best"}
 
 
 def resume_args(stage: str, args: list[str]) -> list[str]:
@@ -121,16 +122,18 @@ def resume_args(stage: str, args: list[str]) -> list[str]:
     changed = {a.split("=", 1)[0] for a in extra}
     keep = [o for o in original if not o.startswith("resume=") and o.split("=", 1)[0] not in changed]
     given = {o.split("=", 1)[0].lstrip("+~") for o in [*keep, *extra]}
-    keep += [f"{key}={_value(config, key)}" for key in DEFAULTS_CHANGED if key not in given]
+    keep += [f"{key}={_value(config, key, absent)}" for key, absent in DEFAULTS_CHANGED.items() if key not in given]
     where = str(root.resolve())
     return [*keep, *extra, f"resume={where}", f"hydra.run.dir={where}"]
 
 
-def _value(config: dict, key: str) -> str:
-    """``key``'s value in a stored (resolved) config as an override's value; absent reads as null."""
+def _value(config: dict, key: str, absent: str = "null") -> str:
+    """``key``'s value in a stored (resolved) config as an override's value; ``absent`` where it has none."""
     node: Any = config
     for part in key.split("."):
-        node = node.get(part) if isinstance(node, dict) else None
+        if not isinstance(node, dict) or part not in node:
+            return absent
+        node = node[part]
     if node is None:
         return "null"
     if isinstance(node, (bool, int, float)):

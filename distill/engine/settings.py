@@ -29,7 +29,7 @@ class TrainerSettings:
     """How to train: the ``trainer`` config group's schema (types checked when a config is composed;
     the values and their meaning are in ``conf/trainer/default.yaml``), in the same key order."""
 
-    epochs: int = 30  # as conf/trainer/default.yaml (the teacher stage sets 20 in conf/teacher.yaml)
+    epochs: int = 60  # as conf/trainer/default.yaml (the teacher stage sets 20 in conf/teacher.yaml)
     batch_size: int = 64
     device: str = "auto"
     precision: str = "32"
@@ -48,6 +48,7 @@ class TrainerSettings:
     mix: str = "none"
     mix_alpha: float = 1.0
     save_every_steps: int = 0
+    select: str = "one_se"
 
     def __post_init__(self) -> None:
         # `trainer.precision=32` on the command line arrives as a number

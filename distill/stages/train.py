@@ -116,6 +116,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "student_alone": alone,
         "lr": lr,
         "grad_clip": settings.grad_clip,
+        "select": settings.select,
         "temperature": float(cfg.distill.temperature),
         "alpha": float(cfg.distill.alpha),
         "loss": str(cfg.distill.loss),
@@ -211,7 +212,7 @@ def _print_result(s: dict, plan: teachers.TeacherPlan, t_desc: dict | None, s_de
     print_table(
         f"{s['dataset']}: T={s['temperature']:g} alpha={s['alpha']:g} loss={s['loss']}"
         + (f" + {s['beta']:g} x {method}" if method else "")
-        + f", best epoch {s['best_epoch']}/{s['epochs']} by val acc",
+        + f", epoch {s['best_epoch']}/{s['epochs']} kept (trainer.select={s['select']})",
         MODEL_COLUMNS,
         rows,
     )

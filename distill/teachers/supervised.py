@@ -127,5 +127,5 @@ def train_teacher(cfg: DictConfig) -> dict[str, Any]:
     summary = _summary(cfg, spec.name, data, desc, result, best)
     summary["loggers"] = loggers.finish(summary, [best])
     write_json(RunDir(run_dir).summary, summary)
-    _print(spec.name, data.name, desc, f"best epoch {result.best_epoch} by val acc", run_dir)
+    _print(spec.name, data.name, desc, f"epoch {result.best_epoch} kept (trainer.select={settings.select})", run_dir)
     return summary

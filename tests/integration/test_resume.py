@@ -176,7 +176,7 @@ def test_sigint_saves_and_prints_the_resume_command(digits_teacher, tmp_path):
 
 def test_a_run_from_before_a_default_changed_resumes_with_its_own_values(tmp_path):
     """A run started at lr 0.01 with no gradient limit (the defaults before optim.lr=auto and
-    trainer.grad_clip) replays those values, so its resumed config is the one it ran with."""
+    trainer.grad_clip), keeping the best-val-acc epoch (before trainer.select), replays those values, so its resumed config is the one it ran with."""
     from distill.config.resume import resume_args
 
     run = tmp_path / "run"
@@ -186,9 +186,10 @@ def test_a_run_from_before_a_default_changed_resumes_with_its_own_values(tmp_pat
     (run / ".hydra" / "overrides.yaml").write_text("- seed=1\n")
     (run / "config.yaml").write_text("stage: train\nseed: 1\noptim:\n  lr: 0.01\ntrainer:\n  epochs: 3\n")
     args = resume_args("train", [f"resume={run}"])
-    assert args[:3] == ["seed=1", "optim.lr=0.01", "trainer.grad_clip=null"], args
+    # ... and kept the epoch of the best val acc (trainer.select=best, before one_se was the default)
+    assert args[:5] == ["seed=1", "optim.lr=0.01", "trainer.grad_clip=null", "trainer.epochs=3", "trainer.select=best"]
     # what the resume command gives (an allowed key) stays, and a stored override is not doubled
     (run / ".hydra" / "overrides.yaml").write_text("- optim.lr=0.2\n")
-    assert resume_args("train", [f"resume={run}", "trainer.progress=off"])[:3] == [
-        "optim.lr=0.2", "trainer.grad_clip=null", "trainer.progress=off"
+    assert resume_args("train", [f"resume={run}", "trainer.progress=off"])[:5] == [
+        "optim.lr=0.2", "trainer.grad_clip=null", "trainer.epochs=3", "trainer.select=best", "trainer.progress=off"
     ]  # fmt: skip

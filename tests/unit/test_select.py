@@ -1,0 +1,50 @@
+"""trainer.select: which epoch's weights a run keeps (distill.engine.fit.selects)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from distill.engine.fit import selects
+
+
+def _kept(rule: str, vals: list[float], n_val: int = 400) -> int:
+    """The 1-based epoch a run keeps when its epochs reach ``vals``, applied epoch by epoch as fit does."""
+    kept = 0
+    for i in range(len(vals)):
+        if selects(rule, vals[i], vals[: i + 1], n_val):
+            kept = i + 1
+    return kept
+
+
+# 400 val images: one standard error at 0.985 is sqrt(0.985 * 0.015 / 400) = 0.0061 (2.4 images)
+CURVE = [0.90, 0.975, 0.985, 0.9825, 0.98, 0.9825, 0.9825]
+
+
+def test_best_keeps_the_first_of_the_highest():
+    assert _kept("best", CURVE) == 3
+    assert _kept("best", [0.5, 0.7, 0.7]) == 2
+
+
+def test_last_keeps_the_last():
+    assert _kept("last", CURVE) == len(CURVE)
+
+
+def test_one_se_keeps_the_latest_epoch_within_one_standard_error_of_the_best():
+    assert _kept("one_se", CURVE) == len(CURVE)
+    se = math.sqrt(0.985 * 0.015 / 400)
+    # a last epoch more than one SE below the best is not kept: the run keeps the latest one within it
+    assert _kept("one_se", [*CURVE, 0.985 - se - 0.002]) == len(CURVE)
+    assert _kept("one_se", [*CURVE, 0.985 - se + 0.001]) == len(CURVE) + 1
+
+
+def test_one_se_compares_with_the_best_of_the_whole_run_not_the_best_so_far():
+    # epoch 2 was within one SE of epoch 1, but epoch 3 is far higher: epoch 2 must not stay kept
+    assert _kept("one_se", [0.80, 0.795, 0.95, 0.90]) == 3
+
+
+@pytest.mark.parametrize("n_val,kept", [(400, 3), (40, 4)])
+def test_one_se_narrows_with_more_val_images(n_val, kept):
+    # at 0.95 one SE is 0.011 on 400 images, 0.034 on 40: a drop to 0.93 is a real one only on 400
+    assert _kept("one_se", [0.5, 0.9, 0.95, 0.93], n_val) == kept
