@@ -18,21 +18,48 @@ _values: dict[Hashable, Any] = {}
 _hits: dict[str, int] = {}
 
 
-def remembered(scope: Hashable | None, key: tuple, compute: Callable[[], T]) -> T:
-    """``compute()``, or the value remembered under ``key`` in ``scope`` (``key[0]`` names the kind)."""
+def _enter(scope: Hashable) -> None:
     global _scope
-    if scope is None:
-        return compute()
     if scope != _scope:
         _values.clear()
         _hits.clear()
         _scope = scope
+
+
+def remembered(scope: Hashable | None, key: tuple, compute: Callable[[], T], keep_one: bool = False) -> T:
+    """``compute()``, or the value remembered under ``key`` in ``scope`` (``key[0]`` names the kind).
+    ``keep_one``: a new value of this kind replaces the others (a loaded model: a sweep over teachers
+    holds one at a time, not all of them)."""
+    if scope is None:
+        return compute()
+    _enter(scope)
     if key in _values:
         _hits[str(key[0])] = _hits.get(str(key[0]), 0) + 1
         return _values[key]
+    if keep_one:
+        for old in [k for k in _values if k[0] == key[0]]:
+            del _values[old]
     value = compute()
     _values[key] = value
     return value
+
+
+def known(scope: Hashable | None, key: tuple) -> bool:
+    """Whether :func:`note` recorded ``key`` in ``scope`` (counted as a hit of its kind); never outside a sweep."""
+    if scope is None:
+        return False
+    _enter(scope)
+    if key in _values:
+        _hits[str(key[0])] = _hits.get(str(key[0]), 0) + 1
+        return True
+    return False
+
+
+def note(scope: Hashable | None, key: tuple) -> None:
+    """Records that what ``key`` names was done in ``scope`` (e.g. a cache entry checked against its teacher)."""
+    if scope is not None:
+        _enter(scope)
+        _values[key] = True
 
 
 def hits() -> dict[str, int]:

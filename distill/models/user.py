@@ -98,6 +98,12 @@ def trusting_targets(targets: tuple[str, ...] = (), everything: bool = False) ->
         _TRUST.reset(token)
 
 
+def trust_state() -> tuple[frozenset[str], bool]:
+    """What the user trusts now (a key part of anything loaded under it, so a later run trusting less
+    does not reuse it)."""
+    return _TRUST.get()
+
+
 def check_trusted(target: str, path: Path) -> None:
     """Refuses a target that a file (``path``) names unless the user named or trusted it."""
     named, everything = _TRUST.get()

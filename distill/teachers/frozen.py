@@ -9,16 +9,18 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from distill.config.adapters import model_spec
+from distill.config.adapters import model_spec, sweep_scope
 from distill.data.base import Splits
 from distill.engine import distributed as dist
 from distill.engine.checkpoint import read_weights, spec_of, weights_path
+from distill.engine.memo import remembered
 from distill.engine.runs import RunDir
 from distill.engine.settings import TrainerSettings
 from distill.errors import UserError
 from distill.models.logits_teacher import LogitsFileTeacher
 from distill.models.onnx_teacher import OnnxTeacher
 from distill.models.spec import build_loaded
+from distill.models.user import trust_state
 from distill.teachers.plan import TeacherPlan
 
 log = logging.getLogger("distill")
@@ -77,7 +79,23 @@ def load_frozen(
     path: Path, data: Splits, device: torch.device, settings: TrainerSettings, node: dict | None = None
 ) -> tuple[nn.Module, Path]:
     """A trained model from a weights file, frozen in eval mode, checked against the dataset.
-    ``node``: the model's config node, for a weights file that does not describe its model."""
+    ``node``: the model's config node, for a weights file that does not describe its model.
+    A sweep's members share one loaded teacher (the same file, unchanged since: its size, mtime and
+    ctime are in the key, and what the user trusts); nothing changes a frozen teacher's weights, and
+    a method's hooks on it are removed at the end of every run."""
+    st = Path(path).stat()
+    key = (
+        "teacher_model", str(Path(path).resolve()), st.st_size, st.st_mtime_ns, st.st_ctime_ns, str(device),
+        settings.channels_last, tuple(data.classes), tuple(data.image_size), repr(node), trust_state(),
+    )  # fmt: skip
+    model = remembered(sweep_scope(), key, lambda: _load_frozen(path, data, device, settings, node), keep_one=True)
+    log.info("teacher %s loaded from %s", model.distill_name, path)
+    return model, path
+
+
+def _load_frozen(
+    path: Path, data: Splits, device: torch.device, settings: TrainerSettings, node: dict | None
+) -> nn.Module:
     tensors, meta = read_weights(path)
     spec = spec_of(meta, path) or (model_spec(node, data) if node is not None else None)
     if spec is None:
@@ -99,5 +117,4 @@ def load_frozen(
     if settings.channels_last:
         model.to(memory_format=torch.channels_last)
     model.distill_name = spec.name  # what the file holds, whatever teacher.name says
-    log.info("teacher %s loaded from %s", spec.name, path)
-    return model, path
+    return model

@@ -128,11 +128,12 @@ def test_sweep_ends_with_a_table_and_report_reprints_it(workdir):
     assert len(rows) == 3 and all(r.split(",")[1] == "2" for r in rows[1:])
     assert (sweep / "sweep.png").stat().st_size > 1000
     assert "mean ± std over seeds" in result.stdout
-    # the members read the data, measured the student's speed and described the teacher once (the
-    # first member; the data also served the teacher it trained first), and every summary holds every figure
+    # the members read the data, measured the student's speed, loaded and described the teacher once
+    # (the first member; the data also served the teacher it trained first), checked each seed's cache
+    # entry against the teacher once (its builder), and every summary holds every figure
     from distill.engine import memo
 
-    assert memo.hits() == {"data": 4, "speed": 3, "teacher": 3}
+    assert memo.hits() == {"data": 4, "speed": 3, "teacher": 3, "teacher_model": 3, "cache_checked": 2}
     summaries = [json.loads(p.read_text()) for p in sweep.glob("*/summary.json")]
     assert len(summaries) == 4 and len({(s["latency_ms"], s["teacher_test_acc"]) for s in summaries}) == 1
     assert all(s["test_acc"] is not None and s["params"] > 0 for s in summaries)
@@ -158,7 +159,7 @@ def test_help_lists_stages_and_every_group(tmp_path):
         "mnist5k",
         "imagefolder",
         "distill.temperature=4.0",
-        "trainer.epochs=30",
+        "trainer.epochs=60",
         "`distill models`",
     ):
         assert text in stage.stdout, text

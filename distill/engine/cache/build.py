@@ -206,11 +206,12 @@ def spot_check(
 
 
 def lookup(
-    root: str | Path, key: CacheKey, teacher: nn.Module, x: torch.Tensor, *, seed: int, **run: Any
+    root: str | Path, key: CacheKey, teacher: nn.Module, x: torch.Tensor, *, seed: int, check: bool = True, **run: Any
 ) -> tuple[CacheEntry | None, CacheEntry | None]:
     """The entry for ``key`` if it is whole and agrees with the live ``teacher`` on a few rows (see
     :func:`spot_check`; ``seed`` picks them, ``run`` says how to run the teacher), else None; second,
-    an entry found wrong, for :func:`build_entry` to replace. Problems are logged, one line each."""
+    an entry found wrong, for :func:`build_entry` to replace. Problems are logged, one line each.
+    ``check=False``: the entry was checked against this teacher already (earlier in the same sweep)."""
     path = entry_dir(root, key)
     try:
         entry = open_entry(path)
@@ -219,7 +220,7 @@ def lookup(
         return None, None
     if entry is None:
         return None, None
-    problem = spot_check(entry, teacher, x, seed=seed, **run)
+    problem = spot_check(entry, teacher, x, seed=seed, **run) if check else None
     if problem:
         log.warning("teacher cache entry %s disagrees with the live teacher (%s); rebuilding it", path, problem)
         return None, entry

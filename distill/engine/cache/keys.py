@@ -7,6 +7,7 @@ import inspect
 import json
 import logging
 import math
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,13 +30,23 @@ FORMAT_VERSION = 1
 _CHUNK = 256
 
 
+_digests: dict[tuple, str] = {}
+
+
 def file_digest(path: str | Path) -> str:
-    """SHA-256 of a file's bytes (the teacher's weights or ONNX file)."""
+    """SHA-256 of a file's bytes (the teacher's weights or ONNX file). Read once per process for the
+    same file: the digest is kept under its device, inode, size, mtime and ctime (any write changes
+    the ctime), so a sweep's members do not hash a resnet152's 230 MB again each."""
+    st = os.stat(path)
+    stamp = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    if stamp in _digests:
+        return _digests[stamp]
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
-    return h.hexdigest()
+    _digests[stamp] = h.hexdigest()
+    return _digests[stamp]
 
 
 def tensor_digest(x: torch.Tensor) -> str:
