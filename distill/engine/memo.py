@@ -44,6 +44,13 @@ def remembered(scope: Hashable | None, key: tuple, compute: Callable[[], T], kee
     return value
 
 
+def forget(scope: Hashable | None, kind: str) -> None:
+    """Drops the values of ``kind`` remembered in ``scope`` (one no longer worth its memory)."""
+    if scope is not None and scope == _scope:
+        for key in [k for k in _values if k[0] == kind]:
+            del _values[key]
+
+
 def known(scope: Hashable | None, key: tuple) -> bool:
     """Whether :func:`note` recorded ``key`` in ``scope`` (counted as a hit of its kind); never outside a sweep."""
     if scope is None:

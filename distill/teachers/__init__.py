@@ -19,10 +19,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from distill.config.adapters import sweep_scope
 from distill.data.base import Splits
 from distill.engine import distributed as dist
 from distill.engine.checkpoint import weights_path
 from distill.engine.loop import Teachers
+from distill.engine.memo import forget
 from distill.engine.settings import TrainerSettings
 from distill.teachers.cached import teacher_cache
 from distill.teachers.frozen import load_frozen, load_teacher
@@ -74,6 +76,7 @@ def serve(setup: TeacherSetup, plan: TeacherPlan, data: Splits, device: torch.de
     setup.teachers, setup.backend = teacher_backend(setup, plan, data, device)
     if setup.backend == "onnxruntime":  # the PyTorch copy goes: its weights live in onnxruntime now
         setup.model = setup.teachers.models[0]
+        forget(sweep_scope(), "teacher_model")  # nor does a sweep keep it for its next member
     return setup
 
 
