@@ -59,6 +59,9 @@ class FitResult:
     train_images_per_s: float
     train_seconds: float
     bn_recalibrated_images: int
+    # the test logits of the weights in memory at the end when they are the kept ones (the last epoch
+    # kept): the test split is then predicted once, not again from best.safetensors
+    kept_test_logits: torch.Tensor | None = None
 
 
 def _write_metrics(path: Path, rows: list[dict]) -> None:
@@ -246,9 +249,10 @@ def fit(
             if signals.received is not None:  # arrived during evaluation: the state above is the epoch's end
                 raise Interrupted(signals.received, run_dir)
     dist.barrier()  # rank 0's checkpoints are on disk before any rank reads best.safetensors
-    last_test = topk_accuracy(
-        predict(model, data.test_x, settings.eval_batch_size, device, channels_last=cl, num_workers=workers),
-        data.test_y,
-    )
+    last_logits = predict(model, data.test_x, settings.eval_batch_size, device, channels_last=cl, num_workers=workers)
+    last_test = topk_accuracy(last_logits, data.test_y)
     images, seconds = st.images, st.seconds
-    return FitResult(st.best_epoch, st.best_val_acc, last_test, images / max(seconds, 1e-9), seconds, st.calibrated)
+    kept = last_logits if st.best_epoch == settings.epochs else None
+    return FitResult(
+        st.best_epoch, st.best_val_acc, last_test, images / max(seconds, 1e-9), seconds, st.calibrated, kept
+    )

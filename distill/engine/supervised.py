@@ -166,8 +166,9 @@ def train_supervised(
             result.bn_recalibrated_images,
         )
     best = RunDir(run_dir).best
-    tensors, _ = read_weights(best)
-    load_state_into(model, tensors, best)
+    if result.kept_test_logits is None:  # an earlier epoch was kept: its weights, from the file
+        tensors, _ = read_weights(best)
+        load_state_into(model, tensors, best)
     return model, result, best
 
 

@@ -100,7 +100,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if plan.online:
         teachers.finish_peers(got.teachers, data, settings, device, int(cfg.seed))
     scope = sweep_scope()  # a sweep's members measure an architecture's speed, and describe their teacher, once
-    s_desc = describe(student, best, data, settings, device, scope=scope, arch=json.dumps(spec.kwargs) + spec.name)
+    arch = json.dumps(spec.kwargs) + spec.name
+    s_desc = describe(student, best, data, settings, device, result.kept_test_logits, scope=scope, arch=arch)
     t_desc = _teacher_description(got, data, data_key(cfg), settings, device, scope) if got.describable else None
     lr = float(resolved_optim(cfg)[0].lr)  # the rate optim.lr=auto stood for, or the one given
     alone = _student_alone(cfg, settings.epochs, lr) if got.model is not None else None

@@ -123,7 +123,7 @@ def train_teacher(cfg: DictConfig) -> dict[str, Any]:
         raise
     if not dist.is_main():  # rank 0 measures, writes and reports
         return {"stage": "teacher", "rank": dist.rank()}
-    desc = describe(model, best, data, settings, device)
+    desc = describe(model, best, data, settings, device, result.kept_test_logits)
     summary = _summary(cfg, spec.name, data, desc, result, best)
     summary["loggers"] = loggers.finish(summary, [best])
     write_json(RunDir(run_dir).summary, summary)

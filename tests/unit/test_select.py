@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
 
 from distill.engine.fit import selects
+from tests.conftest import run_cli
 
 
 def _kept(rule: str, vals: list[float], n_val: int = 400) -> int:
@@ -48,3 +50,23 @@ def test_one_se_compares_with_the_best_of_the_whole_run_not_the_best_so_far():
 def test_one_se_narrows_with_more_val_images(n_val, kept):
     # at 0.95 one SE is 0.011 on 400 images, 0.034 on 40: a drop to 0.93 is a real one only on 400
     assert _kept("one_se", [0.5, 0.9, 0.95, 0.93], n_val) == kept
+
+
+@pytest.mark.parametrize("rule", ["last", "best"])
+def test_the_kept_epoch_is_what_the_summary_and_the_weights_file_say(rule, tmp_path):
+    """Kept last: the test split is predicted once, with the weights in memory; kept earlier: they are
+    read back from best.safetensors. Either way summary, file and `distill eval` agree."""
+    # a 16-unit MLP alone, 4 epochs at a rate that moves val accuracy up and down between epochs
+    args = ["dataset=digits", "student=mlp", "student.kwargs.hidden=[16]", "distill.alpha=0", "optim.lr=0.5"]
+    out = run_cli("train", *args, "trainer.epochs=4", "trainer.threads=2", "trainer.progress=off",
+                  f"trainer.select={rule}", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    vals = [json.loads(line)["val_acc"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert summary["best_epoch"] == (4 if rule == "last" else vals.index(max(vals)) + 1)
+    assert summary["select"] == rule
+    if rule == "last":
+        assert summary["test_acc"] == summary["last_test_acc"]
+    ev = run_cli("eval", f"run={tmp_path / 'run'}", cwd=tmp_path)
+    assert ev.returncode == 0, ev.stderr[-2000:]
+    assert json.loads((tmp_path / "run" / "eval.json").read_text())["top1"] == pytest.approx(summary["test_acc"])
