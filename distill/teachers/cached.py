@@ -101,8 +101,8 @@ def teacher_cache(
             fast.models[0],
             tap_names,
             data.train_x,
-            # on a CPU no more images at once than a training step holds: the build's peak memory stays
-            # at the cache-hit run's (resnet152 at 512 images: 1,870 MB against 1,241-1,278 MB)
+            # on a CPU no more images at once than a training step holds, so that the build's activations
+            # stay within the training step's (the resnet152 build at 512 peaked at 1.5x a cache hit)
             batch_size=eval_batch(_build_batch(settings, device), data.train_x, device),
             meta={"teacher_path": str(teacher_path), "dataset": data.name},
             replace=wrong,

@@ -83,12 +83,16 @@ def load_frozen(
     A sweep's members share one loaded teacher (the same file, unchanged since: its size, mtime and
     ctime are in the key, and what the user trusts); nothing changes a frozen teacher's weights, and
     a method's hooks on it are removed at the end of every run."""
-    st = Path(path).stat()
-    key = (
+    try:
+        st = Path(path).stat()
+    except OSError:  # read_weights says what is wrong with the path, in one line
+        st = None
+    key = None if st is None else (
         "teacher_model", str(Path(path).resolve()), st.st_size, st.st_mtime_ns, st.st_ctime_ns, str(device),
         settings.channels_last, tuple(data.classes), tuple(data.image_size), repr(node), trust_state(),
     )  # fmt: skip
-    model = remembered(sweep_scope(), key, lambda: _load_frozen(path, data, device, settings, node), keep_one=True)
+    scope = sweep_scope() if key is not None else None
+    model = remembered(scope, key or (), lambda: _load_frozen(path, data, device, settings, node), keep_one=True)
     log.info("teacher %s loaded from %s", model.distill_name, path)
     return model, path
 
