@@ -179,7 +179,8 @@ def _weak_teacher(t_desc: dict | None, alone: dict | None, student_acc: float | 
 
 
 def _student_alone(cfg: DictConfig, epochs: int, lr: float) -> dict[str, Any] | None:
-    """Test accuracy (mean, std) of finished alpha=0 runs of the same student, data and epochs, if any."""
+    """Test accuracy (mean, std) of finished alpha=0 runs of the same student, data, epochs, rate, gradient
+    limit and epoch rule, if any."""
     root = Path(str(cfg.paths.root))
     match = {
         "alpha": 0.0,
@@ -190,6 +191,7 @@ def _student_alone(cfg: DictConfig, epochs: int, lr: float) -> dict[str, Any] | 
         # trained the same way (a run from before these were recorded does not match)
         "lr": lr,
         "grad_clip": cfg.trainer.get("grad_clip"),
+        "select": cfg.trainer.get("select"),  # kept its epoch by the same rule
     }
     accs = [s["test_acc"] for _, s in find_runs(root, "train", **match)]
     if not accs:
