@@ -17,6 +17,8 @@ from distill import config_dir
 
 # Small, fast settings for runs in tests: tiny models, 2 threads, no progress bar.
 FAST = ["trainer.threads=2", "trainer.progress=off"]
+# the teacher in float32 PyTorch on every CPU (auto picks bf16 or onnxruntime by the hardware and a timing)
+FLOAT32_TEACHER = ["trainer.teacher_precision=32", "trainer.teacher_backend=torch"]
 ONE_EPOCH = ["trainer.epochs=1", *FAST]
 DIGITS = ["dataset=digits", *FAST]
 

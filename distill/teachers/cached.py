@@ -102,7 +102,7 @@ def teacher_cache(
             tap_names,
             data.train_x,
             # on a CPU no more images at once than a training step holds, so that the build's activations
-            # stay within the training step's (the resnet152 build at 512 peaked at 1.5x a cache hit)
+            # stay within the training step's
             batch_size=eval_batch(_build_batch(settings, device), data.train_x, device),
             meta={"teacher_path": str(teacher_path), "dataset": data.name},
             replace=wrong,

@@ -15,17 +15,15 @@ from pathlib import Path
 import pytest
 
 from distill import api, config_dir
-from tests.conftest import FAST, method_args
+from tests.conftest import FAST, FLOAT32_TEACHER, method_args
 
 METHODS = sorted(p.stem for p in (Path(config_dir()) / "distill").glob("*.yaml"))
 BEATS_ALONE = {"kd", "dkd", "dist", "multi_teacher", "at"}  # the README's logit methods and AT
 WELL_ABOVE_CHANCE = 0.5
-# the teacher in float32 PyTorch on every CPU (auto would pick bf16 or onnxruntime by the hardware and a timing)
-EXPLICIT = ["trainer.teacher_precision=32", "trainer.teacher_backend=torch"]
 # the student recipe the README's table was measured with (before optim.lr=auto and trainer.grad_clip: at
 # lenet's auto rate 0.1 with the limit, lenet5 alone comes within 0.03 of this teacher on digits)
 RECIPE = ["optim.lr=0.01", "trainer.grad_clip=null"]
-BUDGET = ["dataset=digits", "student=lenet5", "trainer.epochs=15", "seed=0", *RECIPE, *EXPLICIT, *FAST]
+BUDGET = ["dataset=digits", "student=lenet5", "trainer.epochs=15", "seed=0", *RECIPE, *FLOAT32_TEACHER, *FAST]
 
 pytestmark = pytest.mark.slow
 

@@ -176,7 +176,8 @@ def test_sigint_saves_and_prints_the_resume_command(digits_teacher, tmp_path):
 
 def test_a_run_from_before_a_default_changed_resumes_with_its_own_values(tmp_path):
     """A run started at lr 0.01 with no gradient limit (the defaults before optim.lr=auto and
-    trainer.grad_clip), keeping the best-val-acc epoch (before trainer.select), replays those values, so its resumed config is the one it ran with."""
+    trainer.grad_clip), keeping the best-val-acc epoch (before trainer.select), replays those values,
+    so its resumed config is the one it ran with."""
     from distill.config.resume import resume_args
 
     run = tmp_path / "run"

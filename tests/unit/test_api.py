@@ -15,7 +15,7 @@ from distill.data import given
 from distill.data.base import make_splits
 from distill.engine.runs import RunDir
 from distill.errors import UserError
-from tests.conftest import FAST, read_summary, run_cli
+from tests.conftest import FAST, FLOAT32_TEACHER, read_summary, run_cli
 
 
 class TinyNet(nn.Module):
@@ -27,10 +27,6 @@ class TinyNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
-
-
-# the teacher in float32 PyTorch on every CPU (auto picks bf16 or onnxruntime by the hardware)
-EXPLICIT = ["trainer.teacher_precision=32", "trainer.teacher_backend=torch"]
 
 
 def tiny_data(seed: int = 0):
@@ -60,7 +56,7 @@ def test_a_python_run_describes_itself_and_takes_a_network_class_and_data(tmp_pa
     handlers = list(logging.getLogger().handlers)
     summary = api.run(
         "train",
-        ["trainer.epochs=1", *EXPLICIT, *FAST, f"paths.root={root}", f"paths.output_dir={tmp_path / 'run'}"],
+        ["trainer.epochs=1", *FLOAT32_TEACHER, *FAST, f"paths.root={root}", f"paths.output_dir={tmp_path / 'run'}"],
         student=TinyNet,
         teacher=TinyNet,
         dataset=data,
@@ -79,7 +75,7 @@ def test_a_python_run_describes_itself_and_takes_a_network_class_and_data(tmp_pa
 
     other = tiny_data(seed=1)  # other data: that teacher is not reused
     api.run(
-        "train", ["trainer.epochs=1", *EXPLICIT, *FAST, f"paths.root={root}"], student=TinyNet, teacher=TinyNet,
+        "train", ["trainer.epochs=1", *FLOAT32_TEACHER, *FAST, f"paths.root={root}"], student=TinyNet, teacher=TinyNet,
         dataset=other,
     )  # fmt: skip
     assert len(list((root / "teacher").glob("*/*/summary.json"))) == 2
